@@ -1,0 +1,129 @@
+"""ASE calculator for CACE models."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .checkpoint import load_model
+from .errors import CalculationFailed, PropertyNotImplementedError
+from .graph import build_graph
+from .model import CACE
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64,
+           torch.float32: torch.float32, torch.float64: torch.float64}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; anything else is passed to torch."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} requested but CUDA is not available")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """torch dtype from ``"float32"``/``"float64"`` or a torch dtype."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+class CACECalculator(Calculator):
+    """ASE calculator for a CACE potential.
+
+    Parameters
+    ----------
+    model: a pretrained model name (see :func:`cace_calc.available_models`), a model file path,
+        or a loaded :class:`cace_calc.CACE`.
+    device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    dtype: ``"float64"`` (default; use for phonons, elastic constants, relaxations) or
+        ``"float32"`` (faster MD).
+
+    Results, in ASE units and signs: ``energy`` and ``free_energy`` (eV, E0 included),
+    ``energies`` (eV per atom, summing to the energy), ``forces`` (eV/A, (N, 3)) and, for
+    cells periodic in all three directions, ``stress`` (eV/A^3, Voigt order xx yy zz yz xz xy,
+    positive is tensile). All results come from one forward and one backward pass; they are
+    recomputed only when the atoms change.
+    """
+
+    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
+
+    def __init__(self, model: str | os.PathLike | CACE, *, device: str | torch.device = "auto",
+                 dtype: str | torch.dtype = "float64", **kwargs):
+        super().__init__(**kwargs)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        if isinstance(model, CACE):
+            param = next(model.parameters())
+            if param.dtype != self.dtype or param.device != self.device:
+                model = copy.deepcopy(model)  # leave the caller's model as it was
+            model = model.to(device=self.device, dtype=self.dtype).eval()
+        else:
+            model = load_model(model, device=self.device, dtype=self.dtype)
+        self.model = model
+
+    def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
+        graph = build_graph(images, self.model.config.elements, self.model.cutoff)
+        graph = graph.to(device=self.device, dtype=self.dtype)
+        out = self.model(graph, forces=True, stress=stress)
+        out = {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
+        for k, v in out.items():
+            if not np.isfinite(v).all():
+                raise CalculationFailed(f"the model returned non-finite {k}; are two atoms on top of "
+                                        "each other?")
+        return out
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Fill ``self.results`` for ``atoms`` (see the class docstring for units)."""
+        super().calculate(atoms, properties, system_changes)
+        periodic = bool(self.atoms.pbc.all())
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError(
+                f"stress needs a cell periodic in all directions; this one has pbc={self.atoms.pbc.tolist()}")
+        out = self._evaluate([self.atoms], stress=periodic)
+        self.results = _results_of(out, 0, np.arange(len(self.atoms)), periodic)
+
+    def calculate_batch(self, images: Sequence[Atoms], *, max_atoms: int = 20000) -> list[dict[str, np.ndarray]]:
+        """Evaluate many structures, batched ``max_atoms`` atoms at a time.
+
+        Returns one dict per structure with ``energy``, ``free_energy``, ``energies``,
+        ``forces`` and, for fully periodic cells, ``stress`` (same units as :meth:`calculate`).
+        Does not touch this calculator's cached results.
+        """
+        images = list(images)
+        results: list[dict] = []
+        start = 0
+        while start < len(images):
+            stop, n = start, 0
+            while stop < len(images) and (stop == start or n + len(images[stop]) <= max_atoms):
+                n += len(images[stop])
+                stop += 1
+            chunk = images[start:stop]
+            periodic = [bool(a.pbc.all()) for a in chunk]
+            out = self._evaluate(chunk, stress=any(periodic))
+            offset = 0
+            for g, atoms in enumerate(chunk):
+                idx = np.arange(offset, offset + len(atoms))
+                results.append(_results_of(out, g, idx, periodic[g]))
+                offset += len(atoms)
+            start = stop
+        return results
+
+
+def _results_of(out: dict[str, np.ndarray], g: int, atom_index: np.ndarray, periodic: bool) -> dict:
+    energy = float(out["energy"][g])
+    res = {"energy": energy, "free_energy": energy, "energies": out["energies"][atom_index].copy(),
+           "forces": out["forces"][atom_index].copy()}
+    if periodic:
+        res["stress"] = full_3x3_to_voigt_6_stress(out["stress"][g])
+    return res

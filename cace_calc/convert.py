@@ -1,0 +1,251 @@
+"""Convert a model saved by the original CACE code (a pickled ``torch.nn.Module``) into a
+cace_calc model, without the original package installed.
+
+The pickle is read by an unpickler that maps every ``cace.*`` class to an inert record of its
+attributes and refuses classes from anywhere else but torch and the standard containers, so the
+file's own code never runs. Parts cace_calc does not implement are refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import types
+from pathlib import Path
+
+import torch
+
+from .errors import ModelFileError, UnsupportedModelError
+from .model import CACE, CACEConfig
+
+_ALLOWED_MODULE_PREFIXES = ("torch", "collections", "copyreg", "_codecs", "numpy")
+_ALLOWED_BUILTINS = {"set", "frozenset", "slice", "range", "complex", "getattr", "dict", "list", "tuple"}
+
+
+class _Record:
+    """Inert stand-in for a class of the original package: holds the pickled attributes."""
+
+    _cace_class = "?"
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 2:  # (dict, slots)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+    def __call__(self, *args, **kwargs):  # a few pickles store bound callables; never called
+        raise UnsupportedModelError(f"{self._cace_class} cannot be executed")
+
+
+class _InertUnpickler(pickle.Unpickler):
+    _records: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module, name):
+        if module == "cace" or module.startswith("cace."):
+            key = (module, name)
+            if key not in self._records:
+                self._records[key] = type(name, (_Record,), {"_cace_class": f"{module}.{name}"})
+            return self._records[key]
+        if module in ("builtins", "__builtin__") and name in _ALLOWED_BUILTINS:
+            return super().find_class(module, name)
+        if module.split(".")[0] in _ALLOWED_MODULE_PREFIXES:
+            return super().find_class(module, name)
+        raise UnsupportedModelError(f"the file refers to {module}.{name}, which a CACE model never needs; "
+                                    "refusing to load it")
+
+
+_pickle_module = types.SimpleNamespace(Unpickler=_InertUnpickler, load=pickle.load, __name__="cace_inert_pickle")
+
+
+def _cls(obj) -> str:
+    return getattr(obj, "_cace_class", type(obj).__module__ + "." + type(obj).__name__).split(".")[-1]
+
+
+def _children(obj) -> dict:
+    return dict(getattr(obj, "_modules", {}) or {})
+
+
+def _tensors(obj, prefix="") -> dict[str, torch.Tensor]:
+    """state_dict of a tree of records and torch modules."""
+    out = {}
+    for kind in ("_parameters", "_buffers"):
+        for k, v in (getattr(obj, kind, {}) or {}).items():
+            if v is not None:
+                out[prefix + k] = v.detach().clone()
+    for k, child in _children(obj).items():
+        if child is not None:
+            out.update(_tensors(child, prefix + k + "."))
+    return out
+
+
+def _expect(obj, name: str, what: str):
+    if _cls(obj) != name:
+        raise UnsupportedModelError(f"{what} is {_cls(obj)}; cace_calc supports only {name} there")
+
+
+def read_original(path: str | os.PathLike):
+    """Unpickle an original CACE model file into inert records (no code of the file runs)."""
+    try:
+        return torch.load(path, map_location="cpu", pickle_module=_pickle_module, weights_only=False)
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {str(path)!r} does not exist") from None
+    except UnsupportedModelError:
+        raise
+    except Exception as e:
+        raise ModelFileError(f"cannot read {str(path)!r} as an original CACE model: {type(e).__name__}: {e}") from e
+
+
+def _config_and_weights(root) -> tuple[CACEConfig, dict[str, torch.Tensor]]:
+    if _cls(root) == "Cace":
+        raise UnsupportedModelError("the file holds only a CACE representation, no energy readout")
+    _expect(root, "NeuralNetworkPotential", "the saved model")
+    mods = _children(root)
+    for part in ("input_modules", "postprocessors"):
+        items = [m for m in _children(mods.get(part)).values() if m is not None] if mods.get(part) else []
+        if items:
+            raise UnsupportedModelError(f"{part} ({', '.join(_cls(m) for m in items)}) are not supported")
+    rep = mods["representation"]
+    _expect(rep, "Cace", "the representation")
+    r = _children(rep)
+    _expect(r["radial_basis"], "BesselRBF", "the radial basis")
+    _expect(r["cutoff_fn"], "PolynomialCutoff", "the cutoff function")
+    _expect(r["radial_transform"], "SharedRadialLinearTransform", "the radial transform")
+
+    outputs = [m for m in _children(mods["output_modules"]).values() if m is not None]
+    atomwise = [m for m in outputs if _cls(m) == "Atomwise"]
+    others = [m for m in outputs if _cls(m) not in ("Atomwise", "Forces")]
+    if others:
+        names = ", ".join(sorted({_cls(m) for m in others}))
+        hint = " (long-range electrostatics / charges)" if any(
+            n in names for n in ("Ewald", "LES", "Polariz", "Charge")) else ""
+        raise UnsupportedModelError(f"output module(s) {names}{hint} are not supported; "
+                                    "cace_calc implements short-range CACE energies only")
+    if len(atomwise) != 1:
+        raise UnsupportedModelError(f"expected one Atomwise energy readout, found {len(atomwise)} "
+                                    "(models with several readouts, e.g. charges, are not supported)")
+    head = atomwise[0]
+    if getattr(head, "n_out", 1) != 1 or getattr(head, "residual", False) or getattr(head, "use_batchnorm", False):
+        raise UnsupportedModelError("the Atomwise readout uses n_out > 1, residual or batch norm, "
+                                    "which cace_calc does not support")
+    key = str(getattr(head, "output_key", "energy"))
+    if "energy" not in key.lower():
+        raise UnsupportedModelError(f"the Atomwise readout predicts {key!r}, not an energy "
+                                    "(charge models are not supported)")
+
+    mp_layers = [m for m in _children(r["message_passing_list"]).values()]
+    kinds = set()
+    for layer in mp_layers:
+        parts = list(_children(layer).values())
+        kinds.add(tuple(p is not None for p in parts))
+    if len(kinds) > 1:
+        raise UnsupportedModelError("message-passing layers of different composition are not supported")
+    present = kinds.pop() if kinds else (False, False, False)
+    messages = [name for name, on in zip(("memory", "ar", "bchi"), present) if on]
+    bchi_flags = {}
+    for layer in mp_layers:
+        parts = list(_children(layer).values())
+        if parts[2] is not None:
+            bchi = parts[2]
+            _expect(bchi, "MessageBchi", "the Bchi message")
+            hnet = [m for m in _children(_children(bchi)["hnet"]).values()]
+            if len(hnet) != 1:
+                raise UnsupportedModelError("Bchi messages with hidden layers are not supported")
+            bchi_flags = {"bchi_shared_l": bool(bchi.shared_l), "bchi_shared_channels": bool(bchi.shared_channels)}
+        if parts[1] is not None:
+            _expect(parts[1], "MessageAr", "the Ar message")
+
+    sender = r["node_embedding_sender"]
+    receiver = r.get("node_embedding_receiver")
+    embed_receiver = receiver is not None and receiver is not sender
+    sd = _tensors(root)
+    rp = "representation."
+    p_buf = sd[rp + "cutoff_fn.p"]
+    config = CACEConfig(
+        elements=[int(z) for z in rep.zs],
+        cutoff=float(rep.cutoff),
+        cutoff_p=float(p_buf),
+        n_rbf=int(r["radial_basis"].n_rbf),
+        n_radial=int(rep.n_radial_basis),
+        l_max=int(rep.max_l),
+        nu_max=int(rep.max_nu),
+        n_embed=int(rep.n_atom_basis),
+        embed_receiver=embed_receiver,
+        n_layers=len(mp_layers),
+        messages=[m for m in ("bchi", "ar", "memory") if m in messages],
+        avg_num_neighbors=1.0 / float(rep.mp_norm_factor) ** 2,
+        readout_hidden=[int(h) for h in (head.n_hidden or [])],
+        readout_linear=bool(getattr(head, "add_linear_nn", False)),
+        **bchi_flags,
+    )
+    L = config.l_max + 1
+    w = {
+        "embed_sender": sd[rp + "node_embedding_sender.embedding_weights"],
+        "bessel.freqs": sd[rp + "radial_basis.bessel_weights"],
+        "bessel.prefactor": sd[rp + "radial_basis.prefactor"],
+        "cutoff_fn.cutoff": sd[rp + "cutoff_fn.cutoff"],
+        "cutoff_fn.p": p_buf,
+        "radial_transform.weights": torch.stack([sd[f"{rp}radial_transform.weights.{l}"] for l in range(L)]),
+    }
+    if embed_receiver:
+        w["embed_receiver"] = sd[rp + "node_embedding_receiver.embedding_weights"]
+    shape = (config.n_radial, config.n_embed**2)
+    for t in range(config.n_layers):
+        mp = f"{rp}message_passing_list.{t}."
+        if "bchi" in config.messages:
+            for k in ("weight", "bias"):
+                w[f"bchi.{t}.linear.{k}"] = sd[f"{mp}2.hnet.0.linear.{k}"]
+        if "ar" in config.messages:
+            w[f"ar.{t}.prefactor"] = torch.stack([sd[f"{mp}1.prefactor.{l}"].reshape(shape) for l in range(L)])
+            w[f"ar.{t}.invr0"] = torch.stack([sd[f"{mp}1.invr0.{l}"].reshape(shape) for l in range(L)])
+        if "memory" in config.messages:
+            w[f"memory.{t}.coef"] = torch.stack([sd[f"{mp}0.memory_coef.{l}"].reshape(shape) for l in range(L)])
+    op = "output_modules.0."
+    n_dense = len(config.readout_hidden) + 1
+    for k in range(n_dense):
+        for kind in ("weight", "bias"):
+            w[f"readout.mlp.{2 * k}.{kind}"] = sd[f"{op}outnet.{k}.linear.{kind}"]
+    if config.readout_linear:
+        for kind in ("weight", "bias"):
+            w[f"readout.linear.{kind}"] = sd[f"{op}linear_nn.linear.{kind}"]
+    return config, w
+
+
+def load_e0(path_or_dict) -> dict[int, float]:
+    """Per-element reference energies {Z: eV} from a JSON file {"Z": value} or a dict."""
+    if isinstance(path_or_dict, dict):
+        raw = path_or_dict
+    else:
+        raw = json.loads(Path(path_or_dict).read_text())
+    return {int(k): float(v) for k, v in raw.items()}
+
+
+def convert_original(path: str | os.PathLike, *, e0: dict | str | os.PathLike | None = None) -> CACE:
+    """Build a cace_calc :class:`CACE` (float64, CPU) from an original CACE model file.
+
+    ``e0``: per-element reference energies (eV) as {Z: value} or a JSON file; elements not
+    given get 0. Raises :class:`UnsupportedModelError` naming any part not supported.
+    """
+    root = read_original(path)
+    config, weights = _config_and_weights(root)
+    model = CACE(config)
+    missing = set(model.state_dict()) - set(weights) - {"elements", "e0"}
+    if missing:
+        raise UnsupportedModelError(f"the original model lacks weights for {sorted(missing)}")
+    state = model.state_dict()
+    for k, v in weights.items():
+        if state[k].shape != v.shape:
+            raise UnsupportedModelError(f"weight {k}: shape {tuple(v.shape)} in the file, "
+                                        f"{tuple(state[k].shape)} expected")
+        state[k] = v
+    if e0 is not None:
+        e0 = load_e0(e0)
+        unknown = set(e0) - set(config.elements)
+        if unknown:
+            raise ValueError(f"e0 given for elements {sorted(unknown)} that the model does not know")
+        state["e0"] = torch.tensor([e0.get(z, 0.0) for z in config.elements], dtype=torch.float64)
+    model.load_state_dict(state)
+    model.metadata = {"converted_from": Path(path).name, "source": "original CACE code (pickled module)",
+                      "e0": {str(z): float(v) for z, v in zip(config.elements, state["e0"].tolist())}}
+    model.requires_grad_(False)
+    return model.eval()

@@ -1,0 +1,216 @@
+"""The CACE model: per-atom energies from a graph, and energy, forces and stress from one
+forward and one backward pass.
+
+Shapes: N atoms, E edges, n radial functions, m radial channels after mixing, V angular
+components, C = N_emb^2 element channels, S invariants. Units: Angstrom and eV.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+from .graph import Graph
+from .nn.angular import CartesianAngular
+from .nn.interaction import ArMessage, BchiMessage, MemoryMessage
+from .nn.radial import BesselBasis, PolynomialCutoff, RadialTransform
+from .nn.readout import Readout
+from .nn.symmetrize import Symmetrizer
+
+
+@dataclass
+class CACEConfig:
+    """Hyperparameters of a CACE model (everything needed to rebuild it).
+
+    elements: atomic numbers the model knows, in embedding-table order.
+    cutoff: r_c in Angstrom; cutoff_p: exponent p of the polynomial cutoff.
+    n_rbf: Bessel functions; n_radial: radial channels after mixing.
+    l_max, nu_max: angular order and body order of the invariants (nu_max <= 4).
+    n_embed: element embedding size N_emb (C = n_embed**2 edge channels).
+    embed_receiver: separate receiver embedding (else one table for both ends).
+    n_layers: message-passing layers; messages: which of "bchi", "ar", "memory" each layer uses.
+    bchi_shared_l / bchi_shared_channels: share Bchi weights across l / across channels.
+    avg_num_neighbors: messages are divided by its square root.
+    readout_hidden: hidden widths of the readout MLP; readout_linear: add a linear term.
+    """
+
+    elements: list[int]
+    cutoff: float = 5.5
+    cutoff_p: float = 6.0
+    n_rbf: int = 6
+    n_radial: int = 12
+    l_max: int = 3
+    nu_max: int = 3
+    n_embed: int = 3
+    embed_receiver: bool = True
+    n_layers: int = 1
+    messages: list[str] = field(default_factory=lambda: ["bchi"])
+    bchi_shared_l: bool = False
+    bchi_shared_channels: bool = False
+    avg_num_neighbors: float = 1.0
+    readout_hidden: list[int] = field(default_factory=lambda: [32, 16])
+    readout_linear: bool = True
+
+    def __post_init__(self):
+        if not self.elements or len(set(self.elements)) != len(self.elements):
+            raise ValueError(f"elements must be a non-empty list of distinct atomic numbers, got {self.elements}")
+        if any(not 1 <= z <= 118 for z in self.elements):
+            raise ValueError(f"elements must be atomic numbers 1..118, got {self.elements}")
+        if self.cutoff <= 0:
+            raise ValueError(f"cutoff must be positive, got {self.cutoff}")
+        if not 1 <= self.nu_max <= 4:
+            raise ValueError(f"nu_max must be between 1 and 4, got {self.nu_max}")
+        unknown = set(self.messages) - {"bchi", "ar", "memory"}
+        if unknown:
+            raise ValueError(f"unknown message types {sorted(unknown)}; use 'bchi', 'ar', 'memory'")
+        if self.n_layers > 0 and not {"bchi", "ar"} & set(self.messages):
+            raise ValueError("message passing needs 'bchi' or 'ar' in messages")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CACEConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CACE(torch.nn.Module):
+    """Cartesian Atomic Cluster Expansion potential (B. Cheng, npj Comput. Mater. 10, 157 (2024)).
+
+    ``forward(graph)`` returns a dict: ``energy`` [G] (eV), ``energies`` [N] (eV, per atom,
+    E0 included), and when asked ``forces`` [N, 3] (eV/A) and ``stress`` [G, 3, 3]
+    (eV/A^3, ASE sign: positive is tensile). Parameters are created in float64; move the model
+    with ``.to(dtype=..., device=...)``.
+    """
+
+    def __init__(self, config: CACEConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        nz = len(cfg.elements)
+        self.n_channels = cfg.n_embed**2
+        self.register_buffer("elements", torch.tensor(cfg.elements, dtype=torch.long))
+        self.register_buffer("e0", torch.zeros(nz, dtype=torch.float64))
+        self.embed_sender = torch.nn.Parameter(torch.randn(nz, cfg.n_embed, dtype=torch.float64))
+        self.embed_receiver = (
+            torch.nn.Parameter(torch.randn(nz, cfg.n_embed, dtype=torch.float64)) if cfg.embed_receiver else None
+        )
+        self.bessel = BesselBasis(cfg.n_rbf, cfg.cutoff)
+        self.cutoff_fn = PolynomialCutoff(cfg.cutoff, cfg.cutoff_p)
+        self.angular = CartesianAngular(cfg.l_max)
+        l_of_v = self.angular.l_of_v
+        self.radial_transform = RadialTransform(cfg.l_max, cfg.n_rbf, cfg.n_radial, self.n_channels, l_of_v)
+        self.symmetrizer = Symmetrizer(cfg.l_max, cfg.nu_max)
+        n_node = cfg.n_radial * self.symmetrizer.n_sym * self.n_channels
+        self.bchi = torch.nn.ModuleList()
+        self.ar = torch.nn.ModuleList()
+        self.memory = torch.nn.ModuleList()
+        for _ in range(cfg.n_layers):
+            if "bchi" in cfg.messages:
+                self.bchi.append(BchiMessage(n_node, cfg.l_max, self.n_channels, l_of_v,
+                                             cfg.bchi_shared_l, cfg.bchi_shared_channels))
+            if "ar" in cfg.messages:
+                self.ar.append(ArMessage(cfg.l_max, cfg.n_radial, self.n_channels, l_of_v))
+            if "memory" in cfg.messages:
+                self.memory.append(MemoryMessage(cfg.l_max, cfg.n_radial, self.n_channels, l_of_v))
+        self.mp_norm = 1.0 / math.sqrt(cfg.avg_num_neighbors)
+        self.readout = Readout(n_node * (cfg.n_layers + 1), cfg.readout_hidden, cfg.readout_linear)
+
+    @property
+    def cutoff(self) -> float:
+        """Cutoff radius in Angstrom."""
+        return float(self.cutoff_fn.cutoff)
+
+    @property
+    def atomic_numbers(self) -> list[int]:
+        """Atomic numbers the model supports, in embedding order."""
+        return list(self.config.elements)
+
+    def atomic_energies(self, species: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
+                        senders: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies without E0 [N] (eV) from element indices [N] and edge vectors
+        r_e = x_receiver - x_sender + shift [E, 3] (Angstrom)."""
+        n_atoms = species.shape[0]
+        nz, n_emb, n_ch = len(self.config.elements), self.config.n_embed, self.n_channels
+        d = torch.linalg.vector_norm(vectors, dim=-1)
+        unit = vectors / (d + 1e-9).unsqueeze(-1)
+        fcut = self.cutoff_fn(d)
+        radial = self.bessel(d) * fcut.unsqueeze(-1)  # [E, n]
+        edge_basis = radial.unsqueeze(-1) * self.angular(unit).unsqueeze(1)  # [E, n, V]
+        n_rbf, n_v = edge_basis.shape[1:]
+
+        theta_s = self.embed_sender
+        theta_r = self.embed_receiver if self.embed_receiver is not None else theta_s
+        receiver_factor = theta_r[species][:, None, None, None, :]  # [N, 1, 1, 1, b]
+
+        # layer 0: sum edges per (receiver, sender element), then contract with theta_s
+        slot = receivers * nz + species[senders]
+        dens = edge_basis.new_zeros(n_atoms * nz, n_rbf, n_v).index_add_(0, slot, edge_basis)
+        a0 = torch.einsum("iznv,za->inva", dens.view(n_atoms, nz, n_rbf, n_v), theta_s)
+        a = self.radial_transform((a0.unsqueeze(-1) * receiver_factor).reshape(n_atoms, n_rbf, n_v, n_ch))
+        b = self.symmetrizer(a)
+        features = [b]
+
+        for t in range(self.config.n_layers):
+            update = None
+            if len(self.bchi):
+                w = self.bchi[t](b).expand(n_atoms, n_v, n_ch).reshape(n_atoms, n_v, n_emb, n_emb)
+                sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, n_v, n_ch)
+                msg = edge_basis.unsqueeze(-1) * sender_w[senders].unsqueeze(1)  # [E, n, V, C]
+                summed = a.new_zeros(n_atoms, n_rbf, n_v, n_ch).index_add_(0, receivers, msg)
+                summed = (summed.view(n_atoms, n_rbf, n_v, n_emb, n_emb) * receiver_factor)
+                update = self.radial_transform(summed.reshape(n_atoms, n_rbf, n_v, n_ch))
+            if len(self.ar):
+                msg = a[senders] * self.ar[t].edge_factor(d, fcut)
+                summed = torch.zeros_like(a).index_add_(0, receivers, msg)
+                update = summed if update is None else update + summed
+            update = update * self.mp_norm
+            if len(self.memory):
+                update = update + self.memory[t](a)
+            a = update
+            b = self.symmetrizer(a)
+            features.append(b)
+
+        x = torch.stack(features, dim=-1).reshape(n_atoms, -1)
+        return self.readout(x)
+
+    def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False,
+                training: bool = False) -> dict[str, torch.Tensor]:
+        """Energy [G], per-atom energies [N], forces [N, 3] and stress [G, 3, 3] (ASE sign).
+
+        ``training=True`` keeps the graph of the derivatives so forces and stress can enter a
+        loss. Stress is only meaningful for graphs periodic in all three directions.
+        """
+        vectors = graph.positions[graph.receivers] - graph.positions[graph.senders] + graph.shifts
+        need_grad = forces or stress
+        if need_grad and not vectors.requires_grad:
+            vectors.requires_grad_(True)
+        eps = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders)
+        energies = eps + self.e0[graph.species]
+        energy = energies.new_zeros(graph.n_graphs).index_add_(0, graph.batch, energies)
+        out = {"energy": energy, "energies": energies}
+        if not need_grad:
+            return out if training else {k: v.detach() for k, v in out.items()}
+        (grad,) = torch.autograd.grad(eps.sum(), vectors, create_graph=training, allow_unused=True)
+        if grad is None:
+            grad = torch.zeros_like(vectors)
+        if forces:
+            n = graph.positions.shape[0]
+            f = grad.new_zeros(n, 3).index_add_(0, graph.senders, grad)
+            out["forces"] = f.index_add_(0, graph.receivers, -grad)
+        if stress:
+            edge_graph = graph.batch[graph.receivers]
+            de_deps = grad.new_zeros(graph.n_graphs, 3, 3).index_add_(
+                0, edge_graph, grad.unsqueeze(-1) * vectors.unsqueeze(-2))
+            de_deps = 0.5 * (de_deps + de_deps.transpose(1, 2))
+            volume = torch.linalg.det(graph.cell).abs()
+            out["stress"] = de_deps / volume[:, None, None]
+        if not training:
+            out = {k: v.detach() for k, v in out.items()}
+        return out
