@@ -74,9 +74,11 @@ class CACECalculator(Calculator):
 
     def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
         graph = build_graph(images, self.model.config.elements, self.model.cutoff)
-        graph = graph.to(device=self.device, dtype=self.dtype)
+        graph = graph.to(device=self.device)
         out = self.model(graph, forces=True, stress=stress)
         out = {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
+        if stress:  # only fully periodic structures have a stress; drop the others' values
+            out["stress"][~graph.pbc.all(dim=1).cpu().numpy()] = 0.0
         for k, v in out.items():
             if not np.isfinite(v).all():
                 raise CalculationFailed(f"the model returned non-finite {k}; are two atoms on top of "

@@ -122,6 +122,13 @@ class CACE(torch.nn.Module):
         self.mp_norm = 1.0 / math.sqrt(cfg.avg_num_neighbors)
         self.readout = Readout(n_node * (cfg.n_layers + 1), cfg.readout_hidden, cfg.readout_linear)
 
+    def _apply(self, fn, recurse=True):
+        # keep E0 in float64 when the model is cast (float32 would cost ~1e-5 eV per atom)
+        e0 = self.e0
+        super()._apply(fn, recurse)
+        self.e0 = e0.to(device=self.elements.device, dtype=torch.float64)
+        return self
+
     @property
     def cutoff(self) -> float:
         """Cutoff radius in Angstrom."""
@@ -187,12 +194,16 @@ class CACE(torch.nn.Module):
         ``training=True`` keeps the graph of the derivatives so forces and stress can enter a
         loss. Stress is only meaningful for graphs periodic in all three directions.
         """
+        # edge vectors from the graph's (float64) positions, then cast: float32 models keep full
+        # precision for large cells
         vectors = graph.positions[graph.receivers] - graph.positions[graph.senders] + graph.shifts
+        vectors = vectors.to(self.embed_sender.dtype)
         need_grad = forces or stress
         if need_grad and not vectors.requires_grad:
             vectors.requires_grad_(True)
         eps = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders)
-        energies = eps + self.e0[graph.species]
+        # E0 is large (~100 eV per atom): energies are accumulated in float64 whatever the dtype
+        energies = eps.to(torch.float64) + self.e0[graph.species]
         energy = energies.new_zeros(graph.n_graphs).index_add_(0, graph.batch, energies)
         out = {"energy": energy, "energies": energies}
         if not need_grad:
@@ -209,7 +220,7 @@ class CACE(torch.nn.Module):
             de_deps = grad.new_zeros(graph.n_graphs, 3, 3).index_add_(
                 0, edge_graph, grad.unsqueeze(-1) * vectors.unsqueeze(-2))
             de_deps = 0.5 * (de_deps + de_deps.transpose(1, 2))
-            volume = torch.linalg.det(graph.cell).abs()
+            volume = torch.linalg.det(graph.cell.to(torch.float64)).abs().to(de_deps.dtype)
             out["stress"] = de_deps / volume[:, None, None]
         if not training:
             out = {k: v.detach() for k, v in out.items()}
