@@ -113,7 +113,7 @@ class CACE(torch.nn.Module):
         self.memory = torch.nn.ModuleList()
         for _ in range(cfg.n_layers):
             if "bchi" in cfg.messages:
-                self.bchi.append(BchiMessage(n_node, cfg.l_max, self.n_channels, l_of_v,
+                self.bchi.append(BchiMessage(n_node, cfg.l_max, self.n_channels,
                                              cfg.bchi_shared_l, cfg.bchi_shared_channels))
             if "ar" in cfg.messages:
                 self.ar.append(ArMessage(cfg.l_max, cfg.n_radial, self.n_channels, l_of_v))
@@ -144,7 +144,7 @@ class CACE(torch.nn.Module):
         """Per-atom energies without E0 [N] (eV) from element indices [N] and edge vectors
         r_e = x_receiver - x_sender + shift [E, 3] (Angstrom)."""
         n_atoms = species.shape[0]
-        nz, n_emb, n_ch = len(self.config.elements), self.config.n_embed, self.n_channels
+        n_emb, n_ch = self.config.n_embed, self.n_channels
         d = torch.linalg.vector_norm(vectors, dim=-1)
         unit = vectors / (d + 1e-9).unsqueeze(-1)
         fcut = self.cutoff_fn(d)
@@ -156,22 +156,31 @@ class CACE(torch.nn.Module):
         theta_r = self.embed_receiver if self.embed_receiver is not None else theta_s
         receiver_factor = theta_r[species][:, None, None, None, :]  # [N, 1, 1, 1, b]
 
-        # layer 0: sum edges per (receiver, sender element), then contract with theta_s
-        slot = receivers * nz + species[senders]
-        dens = edge_basis.new_zeros(n_atoms * nz, n_rbf, n_v).index_add_(0, slot, edge_basis)
-        a0 = torch.einsum("iznv,za->inva", dens.view(n_atoms, nz, n_rbf, n_v), theta_s)
+        # Sums over the edges of each receiver as batched matmuls: every per-edge tensor is placed
+        # in a [N, K, ...] block (K = most neighbours of any atom, zero padded), so the [E, n, V, C]
+        # message tensor is never formed.
+        pad = _ReceiverBlocks(receivers, n_atoms)
+        basis_t = pad(edge_basis.reshape(-1, n_rbf * n_v)).transpose(1, 2)  # [N, n*V, K]
+
+        # layer 0: A0[i, n, v, (a, b)] = theta_r[z_i, b] sum_e basis[e, n, v] theta_s[z_s(e), a]
+        a0 = torch.bmm(basis_t, pad(theta_s[species[senders]])).view(n_atoms, n_rbf, n_v, n_emb)
         a = self.radial_transform((a0.unsqueeze(-1) * receiver_factor).reshape(n_atoms, n_rbf, n_v, n_ch))
         b = self.symmetrizer(a)
         features = [b]
+        l_blocks = self.angular.l_blocks
 
         for t in range(self.config.n_layers):
             update = None
             if len(self.bchi):
-                w = self.bchi[t](b).expand(n_atoms, n_v, n_ch).reshape(n_atoms, n_v, n_emb, n_emb)
-                sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, n_v, n_ch)
-                msg = edge_basis.unsqueeze(-1) * sender_w[senders].unsqueeze(1)  # [E, n, V, C]
-                summed = a.new_zeros(n_atoms, n_rbf, n_v, n_ch).index_add_(0, receivers, msg)
-                summed = (summed.view(n_atoms, n_rbf, n_v, n_emb, n_emb) * receiver_factor)
+                w = self.bchi[t](b).reshape(n_atoms, -1, n_emb, n_emb)  # [N, L, a, b]
+                sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1)  # [N, L*C]
+                sender_w = pad(sender_w[senders])  # [N, K, L*C]
+                parts = []
+                for l, (v0, v1) in enumerate(l_blocks):
+                    basis_l = basis_t.view(n_atoms, n_rbf, n_v, -1)[:, :, v0:v1].reshape(n_atoms, -1, pad.k)
+                    w_l = sender_w[:, :, l * n_ch:(l + 1) * n_ch]
+                    parts.append(torch.bmm(basis_l, w_l).view(n_atoms, n_rbf, v1 - v0, n_ch))
+                summed = torch.cat(parts, dim=2).view(n_atoms, n_rbf, n_v, n_emb, n_emb) * receiver_factor
                 update = self.radial_transform(summed.reshape(n_atoms, n_rbf, n_v, n_ch))
             if len(self.ar):
                 msg = a[senders] * self.ar[t].edge_factor(d, fcut)
@@ -225,3 +234,26 @@ class CACE(torch.nn.Module):
         if not training:
             out = {k: v.detach() for k, v in out.items()}
         return out
+
+
+class _ReceiverBlocks:
+    """Places per-edge rows [E, F] into zero-padded per-receiver blocks [N, K, F].
+
+    Edge e goes to row ``rank(e)`` of block ``receivers[e]``, where rank counts the earlier edges
+    of the same receiver; K is the largest number of edges of any receiver.
+    """
+
+    def __init__(self, receivers: torch.Tensor, n_atoms: int):
+        n_edges = receivers.shape[0]
+        counts = torch.bincount(receivers, minlength=n_atoms)
+        self.k = max(int(counts.max()), 1) if n_edges else 1
+        self.n_atoms = n_atoms
+        order = torch.argsort(receivers, stable=True)
+        start = torch.cumsum(counts, 0) - counts
+        rank = torch.empty_like(receivers)
+        rank[order] = torch.arange(n_edges, device=receivers.device) - start[receivers[order]]
+        self.index = receivers * self.k + rank
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        out = rows.new_zeros(self.n_atoms * self.k, rows.shape[1])
+        return out.index_copy(0, self.index, rows).view(self.n_atoms, self.k, rows.shape[1])

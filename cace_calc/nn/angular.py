@@ -57,6 +57,8 @@ class CartesianAngular(torch.nn.Module):
             self.register_buffer(f"axis_{l}", torch.tensor(axes), persistent=False)
         # order l_of_v[v] for broadcasting per-l weights to every component
         self.register_buffer("l_of_v", torch.tensor([sum(v) for v in exps]), persistent=False)
+        # [start, stop) of the components of each order l (they are contiguous)
+        self.l_blocks = [(l * (l + 1) * (l + 2) // 6, (l + 1) * (l + 2) * (l + 3) // 6) for l in range(l_max + 1)]
 
     def forward(self, unit: torch.Tensor) -> torch.Tensor:
         blocks = [torch.ones_like(unit[:, :1])]

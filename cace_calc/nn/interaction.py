@@ -6,24 +6,24 @@ import torch
 
 
 class BchiMessage(torch.nn.Module):
-    """w_j = Linear(flatten(B_j)), read as [L, C] and broadcast to every v of order l.
+    """w_j = Linear(flatten(B_j)), read as [L, C] with L = l_max + 1 (one weight per angular order
+    l and element channel c, later broadcast to every v of order l).
 
     With ``shared_l`` one weight serves every l; with ``shared_channels`` one serves every
-    channel. Input B [N, m, S, C]; output [N, V, C] (or broadcastable to it).
+    channel. Input B [N, m, S, C]; output [N, L, C].
     """
 
-    def __init__(self, n_features: int, l_max: int, n_channels: int, l_of_v: torch.Tensor,
+    def __init__(self, n_features: int, l_max: int, n_channels: int,
                  shared_l: bool = False, shared_channels: bool = False):
         super().__init__()
+        self.shape = (l_max + 1, n_channels)
         self.n_l = 1 if shared_l else l_max + 1
         self.n_c = 1 if shared_channels else n_channels
         self.linear = torch.nn.Linear(n_features, self.n_l * self.n_c, dtype=torch.float64)
-        self.register_buffer("l_of_v", l_of_v.clone() if not shared_l else torch.zeros_like(l_of_v),
-                             persistent=False)
 
     def forward(self, b: torch.Tensor) -> torch.Tensor:
         w = self.linear(b.reshape(b.shape[0], -1)).reshape(-1, self.n_l, self.n_c)
-        return w[:, self.l_of_v, :]
+        return w.expand(-1, *self.shape)
 
 
 class ArMessage(torch.nn.Module):
