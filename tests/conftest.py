@@ -16,6 +16,15 @@ if not SHARED.is_dir():  # a clean clone next to ../shared
 REFERENCE = SHARED / "reference"
 
 
+def random_rotation(rng: np.random.Generator, proper: bool = True) -> np.ndarray:
+    """A random 3x3 orthogonal matrix; ``proper=False`` gives one with determinant -1."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if (np.linalg.det(q) > 0) != proper:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
 def make_model(messages=("bchi",), *, embed_receiver=True, nu_max=4, l_max=3, n_layers=1,
                elements=(1, 6, 8), seed=0, cutoff=4.0) -> CACE:
     """A small random CACE model in float64 with non-zero E0."""

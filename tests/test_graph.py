@@ -7,7 +7,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.data import chemical_symbols
 from ase.neighborlist import neighbor_list as ase_neighbor_list
-from conftest import periodic_cell, slab, water_cluster
+from conftest import periodic_cell, random_rotation, slab, water_cluster
 
 from cace_calc.errors import InvalidAtomsError, UnsupportedElementError
 from cace_calc.graph import build_graph, check_atoms, neighbour_list, species_indices
@@ -50,14 +50,6 @@ SYSTEMS = {
     "molecule": water_cluster,
     "molecule_in_box": molecule_in_box,
 }
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 def rotated(atoms: Atoms, seed: int) -> Atoms:

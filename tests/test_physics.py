@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
-from conftest import periodic_cell, slab, water_cluster
+from conftest import periodic_cell, random_rotation, slab, water_cluster
 
 from cace_calc import CACECalculator
 
@@ -24,14 +24,6 @@ def evaluate(atoms, model, **kwargs):
     atoms = atoms.copy()
     atoms.calc = CACECalculator(model, **kwargs)
     return atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_potential_energies()
-
-
-def random_rotation(rng, proper=True):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if (np.linalg.det(q) > 0) != proper:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 # --- derivatives ---------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_rotation
+
 from cace_calc.nn.angular import CartesianAngular, angular_exponents, multinomial
 from cace_calc.nn.radial import PolynomialCutoff
 from cace_calc.nn.symmetrize import Symmetrizer, invariant_terms
@@ -17,14 +19,6 @@ N_SYM = {
     4: (1, 5, 9, 13),
     5: (1, 6, 12, 22),
 }
-
-
-def random_rotation(rng, proper=True):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if (np.linalg.det(q) > 0) != proper:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 def random_units(rng, n):
