@@ -167,7 +167,9 @@ class CACE(torch.nn.Module):
         a = self.radial_transform((a0.unsqueeze(-1) * receiver_factor).reshape(n_atoms, n_rbf, n_v, n_ch))
         b = self.symmetrizer(a)
         features = [b]
-        l_blocks = self.angular.l_blocks
+        # the edge basis of each angular order l as [N, n*V_l, K], shared by all Bchi layers
+        basis_by_l = [basis_t.view(n_atoms, n_rbf, n_v, -1)[:, :, v0:v1].reshape(n_atoms, -1, pad.k)
+                      for v0, v1 in self.angular.l_blocks] if len(self.bchi) else []
 
         for t in range(self.config.n_layers):
             update = None
@@ -176,10 +178,9 @@ class CACE(torch.nn.Module):
                 sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1)  # [N, L*C]
                 sender_w = pad(sender_w[senders])  # [N, K, L*C]
                 parts = []
-                for l, (v0, v1) in enumerate(l_blocks):
-                    basis_l = basis_t.view(n_atoms, n_rbf, n_v, -1)[:, :, v0:v1].reshape(n_atoms, -1, pad.k)
+                for l, basis_l in enumerate(basis_by_l):
                     w_l = sender_w[:, :, l * n_ch:(l + 1) * n_ch]
-                    parts.append(torch.bmm(basis_l, w_l).view(n_atoms, n_rbf, v1 - v0, n_ch))
+                    parts.append(torch.bmm(basis_l, w_l).view(n_atoms, n_rbf, -1, n_ch))
                 summed = torch.cat(parts, dim=2).view(n_atoms, n_rbf, n_v, n_emb, n_emb) * receiver_factor
                 update = self.radial_transform(summed.reshape(n_atoms, n_rbf, n_v, n_ch))
             if len(self.ar):
