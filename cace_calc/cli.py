@@ -59,10 +59,44 @@ def run_info(args) -> int:
     return 0
 
 
+def add_train(sub):
+    p = sub.add_parser(
+        "train", help="fit a model to energies, forces and stress from a YAML recipe",
+        description="Fit a CACE model from a YAML recipe (see cace_calc.train.config for its keys). "
+                    "Writes checkpoint.pt, model.pt (best EMA weights, recipe and errors in its "
+                    "metadata), log.jsonl and metrics.json to the recipe's output folder.")
+    p.add_argument("config", help="the YAML training recipe")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
+    p.add_argument("--output", help="output folder (overrides the recipe's)")
+    p.add_argument("--epochs", type=int, help="number of epochs (overrides the recipe's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (overrides the recipe's)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    import torch
+
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.output:
+        cfg.output = args.output
+    if args.epochs:
+        cfg.training.epochs = args.epochs
+    if args.device:
+        cfg.training.device = args.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg.validate()
+    train(cfg, resume=args.resume)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cace-calc", description="CACE machine-learning potentials.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (add_info, add_convert):
+    for add in (add_info, add_convert, add_train):
         add(sub)
     return parser
 

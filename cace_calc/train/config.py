@@ -1,0 +1,163 @@
+"""The training recipe: one YAML file (or dict) with sections data, model, e0, training, output.
+
+Example::
+
+    data:
+      train: water.xyz          # extended XYZ with energy, forces (and stress)
+      valid: null               # a separate file, or null to split off valid_fraction
+      valid_fraction: 0.05
+      test_fraction: 0.10       # held out: never trained on, never used to pick the model
+      seed: 0
+    model:                      # CACEConfig fields; elements default to those in the data,
+      cutoff: 5.5               # avg_num_neighbors "auto" = measured on the training set
+      l_max: 3
+    e0: fit                     # least squares on the training set, or {"H": -13.6, ...} in eV
+    training:
+      epochs: 200
+      batch_size: 4
+      lr: 0.01
+      loss:                     # weights from a given epoch on (energy per atom, forces, stress)
+        - {from_epoch: 0, energy: 1.0, forces: 100.0, stress: 0.0}
+    output: runs/water
+
+Relative paths are taken relative to the YAML file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class DataSettings:
+    """Where the labelled structures come from and how they are split."""
+
+    train: str
+    valid: str | None = None
+    test: str | None = None
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.0
+    seed: int = 0
+    max_structures: int | None = None
+
+
+@dataclass
+class LossStage:
+    """Loss weights from ``from_epoch`` on: energy per atom (eV/atom)^2, forces (eV/A)^2 per
+    component, stress (eV/A^3)^2 per component."""
+
+    from_epoch: int = 0
+    energy: float = 1.0
+    forces: float = 100.0
+    stress: float = 0.0
+
+
+@dataclass
+class TrainingSettings:
+    """Optimiser, schedule and hardware settings."""
+
+    epochs: int = 100
+    batch_size: int = 4
+    valid_batch_size: int = 16
+    lr: float = 0.01
+    lr_min: float = 1e-4
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.0
+    ema_decay: float = 0.99
+    grad_clip: float = 10.0
+    loss: list[LossStage] = field(default_factory=lambda: [LossStage()])
+    device: str = "auto"
+    dtype: str = "float32"
+    seed: int = 0
+    valid_every: int = 1
+    checkpoint_every: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """A full training recipe (see the module docstring)."""
+
+    data: DataSettings
+    model: dict = field(default_factory=dict)
+    e0: str | dict = "fit"
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    output: str = "cace_run"
+    name: str = "model"
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict, base: str | os.PathLike = ".") -> "TrainConfig":
+        """Build from a dict; relative paths are resolved against ``base``."""
+        d = dict(d)
+        _check_keys(d, cls, "top level")
+        if "data" not in d:
+            raise ValueError("the training config needs a 'data' section with at least 'train'")
+        data = dict(d.pop("data"))
+        _check_keys(data, DataSettings, "data")
+        if "train" not in data:
+            raise ValueError("data.train (the training file) is missing")
+        base = Path(base)
+        for key in ("train", "valid", "test"):
+            if data.get(key):
+                data[key] = str(_resolve(data[key], base))
+        training = dict(d.pop("training", {}) or {})
+        _check_keys(training, TrainingSettings, "training")
+        stages = training.pop("loss", None)
+        if stages is not None:
+            if isinstance(stages, dict):
+                stages = [stages]
+            for s in stages:
+                _check_keys(s, LossStage, "training.loss")
+            training["loss"] = sorted((LossStage(**s) for s in stages), key=lambda s: s.from_epoch)
+            if training["loss"][0].from_epoch != 0:
+                raise ValueError("the first training.loss stage must start at from_epoch 0")
+        out = d.pop("output", "cace_run")
+        cfg = cls(data=DataSettings(**data), training=TrainingSettings(**training),
+                  output=str(_resolve(out, base)), **d)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+        """Read a YAML recipe; relative paths in it are relative to its folder."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config {str(path)!r} does not exist")
+        with open(path) as fh:
+            d = yaml.safe_load(fh)
+        if not isinstance(d, dict):
+            raise ValueError(f"{str(path)!r} is not a YAML mapping")
+        return cls.from_dict(d, base=path.parent)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        t = self.training
+        if t.epochs < 1 or t.batch_size < 1:
+            raise ValueError("training.epochs and training.batch_size must be at least 1")
+        if t.lr <= 0 or t.lr_min < 0 or t.lr_min > t.lr:
+            raise ValueError("need 0 <= training.lr_min <= training.lr and lr > 0")
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise ValueError("training.ema_decay must be in [0, 1)")
+        if t.dtype not in ("float32", "float64"):
+            raise ValueError("training.dtype must be 'float32' or 'float64'")
+        if not (isinstance(self.e0, dict) or self.e0 == "fit"):
+            raise ValueError("e0 must be 'fit' or a mapping of element to energy in eV")
+
+
+def _resolve(p: str, base: Path) -> Path:
+    p = Path(os.path.expandvars(os.path.expanduser(str(p))))
+    return p if p.is_absolute() else (base / p)
+
+
+def _check_keys(d: dict, cls, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")

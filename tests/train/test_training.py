@@ -1,0 +1,151 @@
+"""Training: end to end on a tiny EMT-labelled set, exact resume, E0 fit, data checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from cace_calc import load_model
+from cace_calc.cli import main
+from cace_calc.train import DataError, TrainConfig, train
+from cace_calc.train.data import fit_e0, make_frames, read_structures
+
+
+def emt_structures(n=24, seed=0):
+    """Rattled, strained 4-atom Cu/Au cells labelled with EMT energies, forces and stress."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6 + 0.05 * rng.normal(), cubic=True)
+        atoms.numbers[rng.random(4) < 0.4] = 79
+        atoms.positions += rng.normal(scale=0.08, size=(4, 3))
+        atoms.calc = EMT()
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "emt.xyz"
+    write(path, emt_structures())
+    return path
+
+
+def recipe(data_file, out, epochs=4, **training):
+    return {
+        "data": {"train": str(data_file), "valid_fraction": 0.2, "test_fraction": 0.1, "seed": 1},
+        "model": {"cutoff": 3.5, "n_rbf": 4, "n_radial": 3, "l_max": 2, "nu_max": 2, "n_embed": 2,
+                  "readout_hidden": [8]},
+        "training": {"epochs": epochs, "batch_size": 2, "lr": 0.01, "dtype": "float64",
+                     "loss": [{"from_epoch": 0, "energy": 10.0, "forces": 10.0, "stress": 100.0},
+                              {"from_epoch": 3, "energy": 100.0, "forces": 10.0, "stress": 100.0}],
+                     **training},
+        "output": str(out),
+    }
+
+
+def read_log(path):
+    with open(path) as fh:
+        return [json.loads(line) for line in fh]
+
+
+def test_training_lowers_the_loss_and_writes_a_model(data_file, tmp_path):
+    result = train(recipe(data_file, tmp_path / "run", epochs=8), log=lambda *a: None)
+    log = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["epoch"] for r in log] == list(range(8))
+    assert log[-1]["train_forces"] < 0.5 * log[0]["train_forces"]
+    assert log[-1]["valid_forces_rmse_mev_per_a"] < log[0]["valid_forces_rmse_mev_per_a"]
+    model = load_model(tmp_path / "run" / "model.pt")
+    meta = model.metadata
+    assert meta["metrics"]["test"]["n_structures"] == len(meta["split"]["test"]) == 2
+    assert set(meta["split"]["train"]).isdisjoint(meta["split"]["valid"] + meta["split"]["test"])
+    assert meta["recipe"]["model"]["cutoff"] == 3.5
+    assert "stress_rmse_gpa" in meta["metrics"]["valid"]
+    assert model.atomic_numbers == [29, 79]
+    with open(tmp_path / "run" / "metrics.json") as fh:
+        assert result.metrics == json.load(fh)
+
+
+def test_resume_continues_the_same_run(data_file, tmp_path):
+    straight = train(recipe(data_file, tmp_path / "a", epochs=4), log=lambda *a: None)
+    train(recipe(data_file, tmp_path / "b", epochs=2), log=lambda *a: None)
+    resumed = train(recipe(data_file, tmp_path / "b", epochs=4), resume=True, log=lambda *a: None)
+    for (k, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=k)
+    log_a, log_b = read_log(tmp_path / "a" / "log.jsonl"), read_log(tmp_path / "b" / "log.jsonl")
+    assert [r["train_loss"] for r in log_a] == pytest.approx([r["train_loss"] for r in log_b], rel=1e-9)
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(data_file, tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(recipe(data_file, tmp_path / "r", epochs=1), resume=True, log=lambda *a: None)
+    train(recipe(data_file, tmp_path / "r", epochs=1), log=lambda *a: None)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(recipe(data_file, tmp_path / "r", epochs=1), log=lambda *a: None)
+
+
+def test_fit_e0_recovers_per_element_energies():
+    images = emt_structures(8)
+    true = {29: -3.7, 79: -2.1}
+    for a in images:
+        e = sum(true[z] for z in a.numbers)
+        a.calc = SinglePointCalculator(a, energy=e, forces=np.zeros((len(a), 3)))
+    frames = make_frames(images, [29, 79], 3.5, stress=False)
+    np.testing.assert_allclose(fit_e0(frames, 2), [-3.7, -2.1], atol=1e-10)
+
+
+def labelled(atoms, **labels):
+    atoms = atoms.copy()
+    atoms.calc = SinglePointCalculator(atoms, **labels)
+    return atoms
+
+
+@pytest.mark.parametrize("case, match", [
+    ("no_forces", "no forces label"),
+    ("no_energy", "no energy label"),
+    ("nan_forces", "NaN or infinite labels"),
+    ("unknown_element", "element\\(s\\) Ag not supported"),
+    ("no_stress", "no stress label"),
+])
+def test_bad_data_is_refused_clearly(case, match):
+    a = bulk("Cu", "fcc", a=3.6, cubic=True)
+    f = np.zeros((4, 3))
+    images = {
+        "no_forces": [labelled(a, energy=1.0)],
+        "no_energy": [labelled(a, forces=f)],
+        "nan_forces": [labelled(a, energy=1.0, forces=np.full((4, 3), np.nan))],
+        "unknown_element": [labelled(bulk("Ag", "fcc", a=4.1), energy=1.0, forces=np.zeros((1, 3)))],
+        "no_stress": [labelled(a, energy=1.0, forces=f)],
+    }[case]
+    with pytest.raises(DataError, match=match):
+        make_frames(images, [29, 79], 3.5, stress=case == "no_stress", source="x.xyz")
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="unknown key\\(s\\) in training: epoch"):
+        TrainConfig.from_dict({"data": {"train": "x.xyz"}, "training": {"epoch": 3}})
+    with pytest.raises(ValueError, match="data.train"):
+        TrainConfig.from_dict({"data": {}})
+    with pytest.raises(DataError, match="does not exist"):
+        read_structures(tmp_path / "missing.xyz")
+
+
+def test_cli_train_and_relative_paths(data_file, tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "cfg").mkdir()
+    cfg = recipe(data_file, "out", epochs=2)
+    with open(tmp_path / "cfg" / "train.yaml", "w") as fh:
+        yaml.safe_dump(cfg, fh)
+    assert main(["train", str(tmp_path / "cfg" / "train.yaml")]) == 0
+    assert (tmp_path / "cfg" / "out" / "model.pt").is_file()  # relative to the YAML file
+    assert "best model (epoch" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "cfg" / "train.yaml")]) == 1  # refuses to overwrite
+    assert "already holds a run" in capsys.readouterr().err
