@@ -193,12 +193,13 @@ def _atomic_write(obj, path: Path) -> None:
 
 
 def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
-          progress: bool | None = None, log=print) -> TrainResult:
+          progress: bool | None = None, log=None) -> TrainResult:
     """Fit a CACE model from a recipe (a :class:`TrainConfig`, a dict or a YAML path).
 
     ``resume=True`` continues from ``<output>/checkpoint.pt``. ``progress`` shows a progress
     bar per epoch (None: only on a terminal). Returns the best EMA model with its metrics.
     """
+    log = log or (lambda msg: print(msg, flush=True))
     if isinstance(config, (str, os.PathLike)):
         config = TrainConfig.from_yaml(config)
     elif isinstance(config, dict):
