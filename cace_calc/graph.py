@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ class Graph:
     batch: torch.Tensor
     n_graphs: int
 
-    def to(self, device=None, dtype=None) -> "Graph":
+    def to(self, device=None, dtype=None) -> Graph:
         """A copy on ``device`` with floating tensors in ``dtype``."""
         out = {}
         for f in fields(self):
@@ -84,17 +84,18 @@ def check_atoms(atoms: Atoms) -> None:
 def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full neighbour list within ``cutoff`` (A), periodic images included, self-edges removed.
 
-    Returns receivers [E], senders [E] and Cartesian shifts [E, 3] such that
+    Returns receivers [E] (sorted), senders [E] and Cartesian shifts [E, 3] such that
     r_e = x_receiver - x_sender + shift. Works for cells smaller than the cutoff, triclinic
     cells, mixed periodicity and isolated molecules.
     """
     import vesin
 
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
     i, j, shift_idx = nl.compute(atoms.positions, atoms.cell.array, atoms.pbc.tolist(), quantities="ijS")
-    # vesin's vector is x_j - x_i + S @ cell: j is the receiver, i the sender
-    shifts = shift_idx.astype(np.float64) @ atoms.cell.array
-    return j.astype(np.int64), i.astype(np.int64), shifts
+    # vesin's vector is x_j - x_i + S @ cell. The list is full, so the edge i <- j with vector
+    # x_i - x_j - S @ cell is in it too: take i as the receiver, so edges come sorted by receiver
+    shifts = -(shift_idx.astype(np.float64) @ atoms.cell.array)
+    return i.astype(np.int64), j.astype(np.int64), shifts
 
 
 def build_graph(images: Sequence[Atoms], elements: Sequence[int], cutoff: float) -> Graph:

@@ -69,7 +69,7 @@ class CACEConfig:
             raise ValueError("message passing needs 'bchi' or 'ar' in messages")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CACEConfig":
+    def from_dict(cls, d: dict) -> CACEConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -149,43 +149,56 @@ class CACE(torch.nn.Module):
         unit = vectors / (d + 1e-9).unsqueeze(-1)
         fcut = self.cutoff_fn(d)
         radial = self.bessel(d) * fcut.unsqueeze(-1)  # [E, n]
-        edge_basis = radial.unsqueeze(-1) * self.angular(unit).unsqueeze(1)  # [E, n, V]
-        n_rbf, n_v = edge_basis.shape[1:]
-
+        n_rbf = radial.shape[1]
         theta_s = self.embed_sender
         theta_r = self.embed_receiver if self.embed_receiver is not None else theta_s
-        receiver_factor = theta_r[species][:, None, None, None, :]  # [N, 1, 1, 1, b]
+        theta_r_nodes = theta_r[species].T[None, None, :, :, None]  # [1, 1, b, N, 1]
 
-        # Sums over the edges of each receiver as batched matmuls: every per-edge tensor is placed
-        # in a [N, K, ...] block (K = most neighbours of any atom, zero padded), so the [E, n, V, C]
-        # message tensor is never formed.
+        # Node tensors are laid out [V, C, N, m] (angular component, element channel, atom,
+        # radial channel): the symmetriser gathers along the leading axis and the radial mixing
+        # is one batched matmul over (v, c). Sums over the edges of each receiver are batched
+        # matmuls over zero-padded per-receiver blocks [N, K, F] (K = most neighbours of any
+        # atom) with contiguous operands, so the [E, n, V, C] message is never formed.
         pad = _ReceiverBlocks(receivers, n_atoms)
-        basis_t = pad(edge_basis.reshape(-1, n_rbf * n_v)).transpose(1, 2)  # [N, n*V, K]
+        radial_p = pad(radial)  # [N, K, n]
+        angular_p = pad(self.angular(unit))  # [N, K, V]
 
-        # layer 0: A0[i, n, v, (a, b)] = theta_r[z_i, b] sum_e basis[e, n, v] theta_s[z_s(e), a]
-        a0 = torch.bmm(basis_t, pad(theta_s[species[senders]])).view(n_atoms, n_rbf, n_v, n_emb)
-        a = self.radial_transform((a0.unsqueeze(-1) * receiver_factor).reshape(n_atoms, n_rbf, n_v, n_ch))
+        def to_nodes(sums: torch.Tensor) -> torch.Tensor:
+            """Edge sums [N, F, n, V] weighted by the sender factor a (F = a) or by a and b
+            (F = (a, b)) -> A [V, (a, b), N, n], times the receiver factor theta_r[z_i, b]."""
+            sums = sums.permute(3, 1, 0, 2)  # [V, F, N, n]
+            sums = sums.reshape(sums.shape[0], n_emb, -1, n_atoms, n_rbf)  # [V, a, b or 1, N, n]
+            return (sums * theta_r_nodes).reshape(-1, n_ch, n_atoms, n_rbf)
+
+        def features_of(b: torch.Tensor) -> torch.Tensor:
+            """B [S, C, N, m] -> per-atom rows [N, m * S * C] in CACE's (m, s, c) order."""
+            return b.permute(2, 3, 0, 1).reshape(n_atoms, -1)
+
+        # layer 0: A0[v, (a, b), i, n] = theta_r[z_i, b] sum_e theta_s[z_s(e), a] R[e, n] Y[e, v]
+        sender_theta = theta_s[species].index_select(0, senders)  # [E, a]
+        rows = pad((sender_theta.unsqueeze(-1) * radial.unsqueeze(1)).reshape(-1, n_emb * n_rbf))
+        sums = torch.bmm(rows.transpose(1, 2), angular_p).view(n_atoms, n_emb, n_rbf, -1)
+        a = self.radial_transform(to_nodes(sums))
         b = self.symmetrizer(a)
         features = [b]
-        # the edge basis of each angular order l as [N, n*V_l, K], shared by all Bchi layers
-        basis_by_l = [basis_t.view(n_atoms, n_rbf, n_v, -1)[:, :, v0:v1].reshape(n_atoms, -1, pad.k)
-                      for v0, v1 in self.angular.l_blocks] if len(self.bchi) else []
+        # the edge basis R[e, n] Y[e, v] of each angular order l, as blocks [N, K, n * V_l]
+        basis = [(radial_p.unsqueeze(-1) * angular_p[:, :, None, v0:v1]).reshape(n_atoms, pad.k, -1)
+                 for v0, v1 in self.angular.l_blocks] if len(self.bchi) else []
 
         for t in range(self.config.n_layers):
             update = None
             if len(self.bchi):
-                w = self.bchi[t](b).reshape(n_atoms, -1, n_emb, n_emb)  # [N, L, a, b]
-                sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1)  # [N, L*C]
-                sender_w = pad(sender_w[senders])  # [N, K, L*C]
+                w = self.bchi[t](features_of(b)).reshape(n_atoms, -1, n_emb, n_emb)  # [N, L, a, b]
+                sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1, n_ch)  # [N, L, C]
                 parts = []
-                for l, basis_l in enumerate(basis_by_l):
-                    w_l = sender_w[:, :, l * n_ch:(l + 1) * n_ch]
-                    parts.append(torch.bmm(basis_l, w_l).view(n_atoms, n_rbf, -1, n_ch))
-                summed = torch.cat(parts, dim=2).view(n_atoms, n_rbf, n_v, n_emb, n_emb) * receiver_factor
-                update = self.radial_transform(summed.reshape(n_atoms, n_rbf, n_v, n_ch))
+                for l, basis_l in enumerate(basis):
+                    w_l = pad(sender_w[:, l].index_select(0, senders))  # [N, K, C]
+                    parts.append(torch.bmm(w_l.transpose(1, 2), basis_l).view(n_atoms, n_ch, n_rbf, -1))
+                update = self.radial_transform(to_nodes(torch.cat(parts, dim=3)))
             if len(self.ar):
-                msg = a[senders] * self.ar[t].edge_factor(d, fcut)
-                summed = torch.zeros_like(a).index_add_(0, receivers, msg)
+                a_rows = a.permute(2, 0, 1, 3)  # [N, V, C, m]
+                msg = a_rows.index_select(0, senders) * self.ar[t].edge_factor(d, fcut).permute(2, 0, 1, 3)
+                summed = torch.zeros_like(a_rows).index_add_(0, receivers, msg).permute(1, 2, 0, 3)
                 update = summed if update is None else update + summed
             update = update * self.mp_norm
             if len(self.memory):
@@ -194,7 +207,7 @@ class CACE(torch.nn.Module):
             b = self.symmetrizer(a)
             features.append(b)
 
-        x = torch.stack(features, dim=-1).reshape(n_atoms, -1)
+        x = torch.stack([features_of(b) for b in features], dim=-1).reshape(n_atoms, -1)
         return self.readout(x)
 
     def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False,
@@ -257,4 +270,5 @@ class _ReceiverBlocks:
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         out = rows.new_zeros(self.n_atoms * self.k, rows.shape[1])
-        return out.index_copy(0, self.index, rows).view(self.n_atoms, self.k, rows.shape[1])
+        out.index_copy_(0, self.index, rows)
+        return out.view(self.n_atoms, self.k, rows.shape[1])

@@ -41,8 +41,6 @@ class CartesianAngular(torch.nn.Module):
         exps = angular_exponents(l_max)
         index = {v: i for i, v in enumerate(exps)}
         self.n_components = len(exps)
-        self._parent: list[torch.Tensor] = []
-        self._axis: list[torch.Tensor] = []
         for l in range(1, l_max + 1):
             parents, axes = [], []
             for v in exps:
@@ -60,13 +58,14 @@ class CartesianAngular(torch.nn.Module):
         # [start, stop) of the components of each order l (they are contiguous)
         self.l_blocks = [(l * (l + 1) * (l + 2) // 6, (l + 1) * (l + 2) * (l + 3) // 6) for l in range(l_max + 1)]
 
-    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+    def blocks(self, unit: torch.Tensor) -> list[torch.Tensor]:
+        """The components of each order l as separate tensors [E, V_l], l = 0..l_max."""
         blocks = [torch.ones_like(unit[:, :1])]
-        full = blocks[0]
         for l in range(1, self.l_max + 1):
-            parent = getattr(self, f"parent_{l}")
+            parent = getattr(self, f"parent_{l}") - self.l_blocks[l - 1][0]
             axis = getattr(self, f"axis_{l}")
-            block = full[:, parent] * unit[:, axis]
-            blocks.append(block)
-            full = torch.cat(blocks, dim=1)
-        return full
+            blocks.append(blocks[-1][:, parent] * unit[:, axis])
+        return blocks
+
+    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.blocks(unit), dim=1)

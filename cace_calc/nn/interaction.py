@@ -30,7 +30,7 @@ class ArMessage(torch.nn.Module):
     """Per-edge factor a_l[m, c] exp(-d kappa_l[m, c]) f(d) applied to the sender's density.
 
     Parameters ``prefactor`` and ``invr0`` have shape [L, m, C]; ``edge_factor`` returns the
-    factor per edge broadcast to every v: [E, m, V, C] (d in Angstrom, f the cutoff value).
+    factor per edge broadcast to every v: [V, C, E, m] (d in Angstrom, f the cutoff value).
     """
 
     def __init__(self, l_max: int, n_radial: int, n_channels: int, l_of_v: torch.Tensor):
@@ -41,13 +41,13 @@ class ArMessage(torch.nn.Module):
         self.register_buffer("l_of_v", l_of_v.clone(), persistent=False)
 
     def edge_factor(self, d: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        a = self.prefactor[self.l_of_v].transpose(0, 1)  # [m, V, C]
-        k = self.invr0[self.l_of_v].transpose(0, 1)
-        return a * torch.exp(-d[:, None, None, None] * k) * f[:, None, None, None]
+        a = self.prefactor[self.l_of_v].transpose(1, 2).unsqueeze(2)  # [V, C, 1, m]
+        k = self.invr0[self.l_of_v].transpose(1, 2).unsqueeze(2)
+        return a * torch.exp(-d[:, None] * k) * f[:, None]
 
 
 class MemoryMessage(torch.nn.Module):
-    """M(A)_i[m, v, c] = A_i[m, v, c] mu_l[m, c]; ``coef`` has shape [L, m, C]."""
+    """M(A)[v, c, i, m] = A[v, c, i, m] mu_l(v)[m, c]; ``coef`` has shape [L, m, C]."""
 
     def __init__(self, l_max: int, n_radial: int, n_channels: int, l_of_v: torch.Tensor):
         super().__init__()
@@ -55,4 +55,4 @@ class MemoryMessage(torch.nn.Module):
         self.register_buffer("l_of_v", l_of_v.clone(), persistent=False)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return a * self.coef[self.l_of_v].transpose(0, 1)
+        return a * self.coef[self.l_of_v].transpose(1, 2).unsqueeze(2)

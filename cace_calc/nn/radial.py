@@ -50,8 +50,8 @@ class PolynomialCutoff(torch.nn.Module):
 class RadialTransform(torch.nn.Module):
     """Channel-wise radial mixing, one weight per angular order l, shared by the v of that l.
 
-    A[m, v, c] = sum_n A0[n, v, c] W_{l(v)}[n, m, c]; weights [l_max+1, n_in, n_out, C].
-    Input [N, n_in, V, C], output [N, n_out, V, C].
+    A[v, c, i, m] = sum_n A0[v, c, i, n] W_{l(v)}[n, m, c]; weights [l_max+1, n_in, n_out, C].
+    Input [V, C, N, n_in], output [V, C, N, n_out] (one batched matmul over (v, c)).
     """
 
     def __init__(self, l_max: int, n_in: int, n_out: int, n_channels: int, l_of_v: torch.Tensor):
@@ -61,5 +61,6 @@ class RadialTransform(torch.nn.Module):
         self.register_buffer("l_of_v", l_of_v.clone(), persistent=False)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        w = self.weights[self.l_of_v]  # [V, n_in, n_out, C]
-        return torch.einsum("invc,vnmc->imvc", a, w)
+        n_v, n_c, n_atoms, n_in = a.shape
+        w = self.weights[self.l_of_v].permute(0, 3, 1, 2).reshape(n_v * n_c, n_in, -1)  # [V*C, n, m]
+        return torch.bmm(a.reshape(n_v * n_c, n_atoms, n_in), w).view(n_v, n_c, n_atoms, -1)

@@ -51,10 +51,11 @@ def invariant_terms(l_max: int, nu_max: int) -> list[tuple[int, list[tuple[float
 
 
 class Symmetrizer(torch.nn.Module):
-    """B[..., s, c] = sum_terms w * prod_k A[..., v_k, c], evaluated as gathers and products.
+    """B[s, ...] = sum_terms w * prod_k A[v_k, ...], evaluated as gathers and products.
 
-    Input A [N, m, V, C]; output B [N, m, n_sym, C]. Terms of one body order nu are evaluated
-    together (one gather per factor, one product, one index_add), so the loop runs over nu only.
+    Input A [V, ...] (angular component first, any trailing shape); output B [n_sym, ...].
+    Terms of one body order nu are evaluated together (one gather per factor, one product, one
+    index_add along the leading dimension), so the loop runs over nu only.
     """
 
     def __init__(self, l_max: int, nu_max: int):
@@ -76,13 +77,13 @@ class Symmetrizer(torch.nn.Module):
             self.register_buffer(f"index_{nu}", torch.tensor(idx).T.contiguous(), persistent=False)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        n, m, _, c = a.shape
-        out = a.new_zeros(n, m, self.n_sym, c)
+        out = a.new_zeros(self.n_sym, *a.shape[1:])
         for nu in self.orders:
             index = getattr(self, f"index_{nu}")
-            prod = a[:, :, index[0], :]
+            prod = a.index_select(0, index[0])
             for k in range(1, nu):
-                prod = prod * a[:, :, index[k], :]
-            weights = getattr(self, f"weights_{nu}")
-            out = out.index_add(2, getattr(self, f"rows_{nu}"), prod * weights[:, None])
+                prod = prod * a.index_select(0, index[k])
+            weights = getattr(self, f"weights_{nu}").to(a.dtype)
+            prod = prod * weights.view(-1, *([1] * (a.dim() - 1)))
+            out = out.index_add(0, getattr(self, f"rows_{nu}"), prod)
         return out

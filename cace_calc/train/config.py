@@ -88,7 +88,7 @@ class TrainConfig:
     description: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict, base: str | os.PathLike = ".") -> "TrainConfig":
+    def from_dict(cls, d: dict, base: str | os.PathLike = ".") -> TrainConfig:
         """Build from a dict; relative paths are resolved against ``base``."""
         d = dict(d)
         _check_keys(d, cls, "top level")
@@ -120,7 +120,7 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+    def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
         """Read a YAML recipe; relative paths in it are relative to its folder."""
         import yaml
 
@@ -130,7 +130,7 @@ class TrainConfig:
         with open(path) as fh:
             d = yaml.safe_load(fh)
         if not isinstance(d, dict):
-            raise ValueError(f"{str(path)!r} is not a YAML mapping")
+            raise TypeError(f"{str(path)!r} is not a YAML mapping")
         return cls.from_dict(d, base=path.parent)
 
     def to_dict(self) -> dict:
@@ -157,7 +157,7 @@ def _resolve(p: str, base: Path) -> Path:
 
 def _check_keys(d: dict, cls, where: str) -> None:
     if not isinstance(d, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
+        raise TypeError(f"{where} must be a mapping, got {type(d).__name__}")
     unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
         raise ValueError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")

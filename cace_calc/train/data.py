@@ -7,8 +7,8 @@ Units: energy eV, forces eV/A, stress eV/A^3 with ASE's sign (positive is tensil
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ class Batch:
     stress: torch.Tensor | None  # [G, 3, 3] eV/A^3
     has_stress: torch.Tensor  # [G] bool
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return Batch(graph=self.graph.to(device=device), energy=self.energy.to(device),
                      n_atoms=self.n_atoms.to(device), forces=self.forces.to(device),
                      stress=None if self.stress is None else self.stress.to(device),

@@ -162,7 +162,7 @@ def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, str
         train_idx, valid_idx = idx[tr], idx[va]
     else:
         train_idx, valid_idx = idx, np.array([], dtype=int)
-    mk = lambda ims, src: make_frames(ims, elements, cutoff, stress=stress, source=src)  # noqa: E731
+    mk = lambda ims, src: make_frames(ims, elements, cutoff, stress=stress, source=src)
     train = mk([images[i] for i in train_idx], d.train)
     valid = mk([images[i] for i in valid_idx], d.train) if d.valid is None else mk(read_structures(d.valid), d.valid)
     test = mk([images[i] for i in test_idx], d.train) if d.test is None else mk(read_structures(d.test), d.test)
