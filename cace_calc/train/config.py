@@ -130,7 +130,7 @@ class TrainConfig:
         with open(path) as fh:
             d = yaml.safe_load(fh)
         if not isinstance(d, dict):
-            raise TypeError(f"{str(path)!r} is not a YAML mapping")
+            raise ValueError(f"{str(path)!r} is not a YAML mapping")  # noqa: TRY004
         return cls.from_dict(d, base=path.parent)
 
     def to_dict(self) -> dict:
@@ -157,7 +157,7 @@ def _resolve(p: str, base: Path) -> Path:
 
 def _check_keys(d: dict, cls, where: str) -> None:
     if not isinstance(d, dict):
-        raise TypeError(f"{where} must be a mapping, got {type(d).__name__}")
+        raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")  # noqa: TRY004
     unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
         raise ValueError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")

@@ -127,7 +127,7 @@ def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray,
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
-    n_valid = max(1, int(round(valid_fraction * n)))
+    n_valid = max(1, round(valid_fraction * n))
     if n_valid >= n:
         raise DataError(f"{n} structures are too few to split off a validation set")
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
