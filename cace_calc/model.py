@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from .graph import Graph
 from .nn.angular import CartesianAngular
@@ -18,6 +19,9 @@ from .nn.interaction import ArMessage, BchiMessage, MemoryMessage
 from .nn.radial import BesselBasis, PolynomialCutoff, RadialTransform
 from .nn.readout import Readout
 from .nn.symmetrize import Symmetrizer
+
+
+DEFAULT_MAX_EDGES_PER_CHUNK = 1 << 20
 
 
 @dataclass
@@ -120,6 +124,8 @@ class CACE(torch.nn.Module):
             if "memory" in cfg.messages:
                 self.memory.append(MemoryMessage(cfg.l_max, cfg.n_radial, self.n_channels, l_of_v))
         self.mp_norm = 1.0 / math.sqrt(cfg.avg_num_neighbors)
+        # edges evaluated at once; larger systems go in chunks (recomputed in the backward pass)
+        self.max_edges_per_chunk = DEFAULT_MAX_EDGES_PER_CHUNK
         self.readout = Readout(n_node * (cfg.n_layers + 1), cfg.readout_hidden, cfg.readout_linear)
 
     def _apply(self, fn, recurse=True):
@@ -144,24 +150,44 @@ class CACE(torch.nn.Module):
         """Per-atom energies without E0 [N] (eV) from element indices [N] and edge vectors
         r_e = x_receiver - x_sender + shift [E, 3] (Angstrom)."""
         n_atoms = species.shape[0]
-        n_emb, n_ch = self.config.n_embed, self.n_channels
-        d = torch.linalg.vector_norm(vectors, dim=-1)
-        unit = vectors / (d + 1e-9).unsqueeze(-1)
-        fcut = self.cutoff_fn(d)
-        radial = self.bessel(d) * fcut.unsqueeze(-1)  # [E, n]
-        n_rbf = radial.shape[1]
+        n_emb, n_ch, n_rbf = self.config.n_embed, self.n_channels, self.config.n_rbf
         theta_s = self.embed_sender
         theta_r = self.embed_receiver if self.embed_receiver is not None else theta_s
         theta_r_nodes = theta_r[species].T[None, None, :, :, None]  # [1, 1, b, N, 1]
 
         # Node tensors are laid out [V, C, N, m] (angular component, element channel, atom,
         # radial channel): the symmetriser gathers along the leading axis and the radial mixing
-        # is one batched matmul over (v, c). Sums over the edges of each receiver are batched
-        # matmuls over zero-padded per-receiver blocks [N, K, F] (K = most neighbours of any
-        # atom) with contiguous operands, so the [E, n, V, C] message is never formed.
-        pad = _ReceiverBlocks(receivers, n_atoms)
-        radial_p = pad(radial)  # [N, K, n]
-        angular_p = pad(self.angular(unit))  # [N, K, V]
+        # is one batched matmul over (v, c). Edge sums are done per chunk of receivers by
+        # _EdgeBlock; with several chunks each is recomputed in the backward pass
+        # (checkpointing), so per-edge memory is bounded by the chunk size, not the system size.
+        if receivers.shape[0] > self.max_edges_per_chunk and bool((receivers[1:] < receivers[:-1]).any()):
+            order = torch.argsort(receivers, stable=True)  # chunks need edges sorted by receiver
+            vectors, receivers, senders = vectors[order], receivers[order], senders[order]
+        chunks = _edge_chunks(receivers, n_atoms, self.max_edges_per_chunk)
+        cache: dict = {}
+
+        def block(vec, recv, n_recv) -> _EdgeBlock:
+            if len(chunks) > 1:
+                return _EdgeBlock(self, vec, recv, n_recv)
+            if "block" not in cache:  # one chunk: the edge basis is shared by all layers
+                cache["block"] = _EdgeBlock(self, vec, recv, n_recv)
+            return cache["block"]
+
+        def layer0_sums(vec, recv, send, n_recv, node_theta):
+            return block(vec, recv, n_recv).layer0(node_theta.index_select(0, send))
+
+        def message_sums(vec, recv, send, n_recv, sender_w):
+            return block(vec, recv, n_recv).message(sender_w, send)
+
+        def over_chunks(fn, node_input):
+            outs = []
+            for a0, a1, e0, e1 in chunks:
+                args = (vectors[e0:e1], receivers[e0:e1] - a0, senders[e0:e1], a1 - a0, node_input)
+                if len(chunks) > 1 and torch.is_grad_enabled():
+                    outs.append(checkpoint(fn, *args, use_reentrant=False))
+                else:
+                    outs.append(fn(*args))
+            return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
         def to_nodes(sums: torch.Tensor) -> torch.Tensor:
             """Edge sums [N, F, n, V] weighted by the sender factor a (F = a) or by a and b
@@ -175,40 +201,40 @@ class CACE(torch.nn.Module):
             return b.permute(2, 3, 0, 1).reshape(n_atoms, -1)
 
         # layer 0: A0[v, (a, b), i, n] = theta_r[z_i, b] sum_e theta_s[z_s(e), a] R[e, n] Y[e, v]
-        sender_theta = theta_s[species].index_select(0, senders)  # [E, a]
-        rows = pad((sender_theta.unsqueeze(-1) * radial.unsqueeze(1)).reshape(-1, n_emb * n_rbf))
-        sums = torch.bmm(rows.transpose(1, 2), angular_p).view(n_atoms, n_emb, n_rbf, -1)
-        a = self.radial_transform(to_nodes(sums))
-        b = self.symmetrizer(a)
+        a = self.radial_transform(to_nodes(over_chunks(layer0_sums, theta_s[species])))
+        b = self._symmetrize(a)
         features = [b]
-        # the edge basis R[e, n] Y[e, v] of each angular order l, as blocks [N, K, n * V_l]
-        basis = [(radial_p.unsqueeze(-1) * angular_p[:, :, None, v0:v1]).reshape(n_atoms, pad.k, -1)
-                 for v0, v1 in self.angular.l_blocks] if len(self.bchi) else []
-
         for t in range(self.config.n_layers):
             update = None
             if len(self.bchi):
                 w = self.bchi[t](features_of(b)).reshape(n_atoms, -1, n_emb, n_emb)  # [N, L, a, b]
                 sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1, n_ch)  # [N, L, C]
-                parts = []
-                for l, basis_l in enumerate(basis):
-                    w_l = pad(sender_w[:, l].index_select(0, senders))  # [N, K, C]
-                    parts.append(torch.bmm(w_l.transpose(1, 2), basis_l).view(n_atoms, n_ch, n_rbf, -1))
-                update = self.radial_transform(to_nodes(torch.cat(parts, dim=3)))
-            if len(self.ar):
+                update = self.radial_transform(to_nodes(over_chunks(message_sums, sender_w)))
+            if len(self.ar):  # not chunked: no published model uses Ar messages
+                d = torch.linalg.vector_norm(vectors, dim=-1)
                 a_rows = a.permute(2, 0, 1, 3)  # [N, V, C, m]
-                msg = a_rows.index_select(0, senders) * self.ar[t].edge_factor(d, fcut).permute(2, 0, 1, 3)
+                factor = self.ar[t].edge_factor(d, self.cutoff_fn(d)).permute(2, 0, 1, 3)
+                msg = a_rows.index_select(0, senders) * factor
                 summed = torch.zeros_like(a_rows).index_add_(0, receivers, msg).permute(1, 2, 0, 3)
                 update = summed if update is None else update + summed
             update = update * self.mp_norm
             if len(self.memory):
                 update = update + self.memory[t](a)
             a = update
-            b = self.symmetrizer(a)
+            b = self._symmetrize(a)
             features.append(b)
 
         x = torch.stack([features_of(b) for b in features], dim=-1).reshape(n_atoms, -1)
         return self.readout(x)
+
+    def _symmetrize(self, a: torch.Tensor) -> torch.Tensor:
+        """B = Sym(A) for A [V, C, N, m]; for many atoms, in chunks of atoms whose intermediate
+        products are recomputed in the backward pass instead of stored (~50 kB per atom)."""
+        n_atoms, step = a.shape[2], max(1, self.max_edges_per_chunk // 64)
+        if n_atoms <= step or not torch.is_grad_enabled():
+            return self.symmetrizer(a)
+        return torch.cat([checkpoint(self.symmetrizer, a[:, :, i:i + step], use_reentrant=False)
+                          for i in range(0, n_atoms, step)], dim=2)
 
     def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False,
                 training: bool = False) -> dict[str, torch.Tensor]:
@@ -248,6 +274,63 @@ class CACE(torch.nn.Module):
         if not training:
             out = {k: v.detach() for k, v in out.items()}
         return out
+
+
+def _edge_chunks(receivers: torch.Tensor, n_atoms: int, max_edges: int) -> list[tuple[int, int, int, int]]:
+    """Split atoms into consecutive ranges whose edges (receivers sorted) number at most
+    ``max_edges`` (or one atom's edges): a list of (atom_start, atom_stop, edge_start, edge_stop)."""
+    n_edges = receivers.shape[0]
+    if n_edges <= max_edges:
+        return [(0, n_atoms, 0, n_edges)]
+    starts = torch.searchsorted(receivers, torch.arange(n_atoms + 1, device=receivers.device)).tolist()
+    chunks, a0 = [], 0
+    while a0 < n_atoms:
+        a1 = a0 + 1
+        while a1 < n_atoms and starts[a1 + 1] - starts[a0] <= max_edges:
+            a1 += 1
+        chunks.append((a0, a1, starts[a0], starts[a1]))
+        a0 = a1
+    return chunks
+
+
+class _EdgeBlock:
+    """The edge basis of one chunk of receivers and the two edge sums of CACE.
+
+    ``vectors`` [E, 3] are the chunk's edge vectors, ``receivers`` [E] its receivers numbered
+    from 0 (sorted), ``n_atoms`` the number of receivers in the chunk.
+    """
+
+    def __init__(self, model: CACE, vectors: torch.Tensor, receivers: torch.Tensor, n_atoms: int):
+        self.model, self.n_atoms = model, n_atoms
+        d = torch.linalg.vector_norm(vectors, dim=-1)
+        unit = vectors / (d + 1e-9).unsqueeze(-1)
+        self.radial = model.bessel(d) * model.cutoff_fn(d).unsqueeze(-1)  # [E, n]
+        # Sums over the edges of each receiver are batched matmuls over zero-padded blocks
+        # [N, K, F] (K = most neighbours of any atom) with contiguous operands (CPU BLAS then
+        # runs one batched GEMM), so the [E, n, V, C] message is never formed.
+        self.pad = _ReceiverBlocks(receivers, n_atoms)
+        self.angular = self.pad(model.angular(unit))  # [N, K, V]
+        self._basis = None
+
+    def layer0(self, sender_theta: torch.Tensor) -> torch.Tensor:
+        """sum_e theta[e, a] R[e, n] Y[e, v] per receiver: [N, a, n, V] from rows [E, a]."""
+        n_emb, n_rbf = sender_theta.shape[1], self.radial.shape[1]
+        rows = self.pad((sender_theta.unsqueeze(-1) * self.radial.unsqueeze(1)).reshape(-1, n_emb * n_rbf))
+        return torch.bmm(rows.transpose(1, 2), self.angular).view(self.n_atoms, n_emb, n_rbf, -1)
+
+    def message(self, sender_w: torch.Tensor, senders: torch.Tensor) -> torch.Tensor:
+        """sum_e W[s(e), l(v), c] R[e, n] Y[e, v] per receiver: [N, C, n, V] from node
+        weights [N_all, L, C] and the chunk's senders [E]."""
+        if self._basis is None:  # R[e, n] Y[e, v] of each order l as blocks [N, K, n * V_l]
+            radial_p = self.pad(self.radial)
+            self._basis = [(radial_p.unsqueeze(-1) * self.angular[:, :, None, v0:v1]).reshape(self.n_atoms, self.pad.k, -1)
+                           for v0, v1 in self.model.angular.l_blocks]
+        n_ch, n_rbf = sender_w.shape[2], self.radial.shape[1]
+        parts = []
+        for l, basis_l in enumerate(self._basis):
+            w_l = self.pad(sender_w[:, l].index_select(0, senders))  # [N, K, C]
+            parts.append(torch.bmm(w_l.transpose(1, 2), basis_l).view(self.n_atoms, n_ch, n_rbf, -1))
+        return torch.cat(parts, dim=3)
 
 
 class _ReceiverBlocks:
