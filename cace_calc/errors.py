@@ -17,6 +17,7 @@ __all__ = [
     "InvalidAtomsError",
     "ModelFileError",
     "PropertyNotImplementedError",
+    "StressNotAvailableError",
     "UnsupportedElementError",
     "UnsupportedModelError",
 ]
@@ -36,3 +37,7 @@ class UnsupportedElementError(CalculatorSetupError, ValueError):
 
 class InvalidAtomsError(CalculatorSetupError, ValueError):
     """A structure cannot be evaluated: empty, non-finite positions or a degenerate cell."""
+
+
+class StressNotAvailableError(CalculatorSetupError, PropertyNotImplementedError):
+    """A calculation needs the stress and the calculator does not compute it."""
