@@ -1,0 +1,123 @@
+"""Path-integral (and classical) molecular dynamics with i-PI and a CACE model, in one call.
+
+>>> from ase.io import read
+>>> from cace_calc.pimd import run_pimd
+>>> res = run_pimd(read("water.xyz"), "water", "pimd-out", beads=32, temperature=300, steps=2000)
+>>> res.averages(skip=500)["kinetic_energy_per_atom(H)"]   # eV
+
+:func:`run_pimd` writes the i-PI input (:func:`write_pimd_input`), starts i-PI and the
+CACE drivers, shows progress, and returns :class:`PIMDResults`. One bead is classical MD.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ase import Atoms
+from ase.io import write
+
+from .checkpoint import load_model, resolve_model_path, save_model
+from .graph import species_indices
+from .ipi.inputs import (
+    OUTPUT_PREFIX,
+    PIMDSettings,
+    inprocess_forcefield_xml,
+    socket_forcefield_xml,
+    standardize,
+    write_pimd_input,
+)
+from .ipi.launch import run_ipi
+from .ipi.protocol import DEFAULT_SOCKETS_PREFIX
+from .ipi.results import PIMDResults, read_pimd_results
+from .model import CACE
+
+__all__ = ["PIMDResults", "PIMDSettings", "read_pimd_results", "run_pimd", "write_pimd_input"]
+
+MODES = ("socket", "inprocess")
+
+
+def _socket_batch(beads: int, drivers: int) -> int:
+    """Structures per exchange with each driver: all of its beads when they divide evenly."""
+    return beads // drivers if beads % drivers == 0 else 1
+
+
+def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.PathLike, *,
+             mode: str = "socket", drivers: int = 1, device: str | Sequence[str] = "auto",
+             dtype: str = "float64", threads: int | None = None, progress: bool = True,
+             timeout: float | None = None, **settings) -> PIMDResults:
+    """Run (path-integral) MD of ``atoms`` with i-PI and return the parsed results.
+
+    Parameters
+    ----------
+    atoms: the start structure (Angstrom); rotated into i-PI's cell orientation if needed.
+    model: pretrained name, model file or :class:`cace_calc.CACE`.
+    directory: where the input, logs and outputs go; must not hold an earlier run.
+    mode: ``"socket"``: ``drivers`` processes of ``cace-calc ipi`` on a unix socket, each
+        handed ``beads/drivers`` beads per step when that divides evenly; ``"inprocess"``:
+        the model runs inside i-PI and all beads of a step are one batched call.
+    device: for each driver (a list is used round-robin, e.g. ``["cuda:0", "cuda:1"]``).
+    dtype: ``"float64"`` or ``"float32"``. threads: torch CPU threads per driver (or of i-PI
+        in-process).
+    progress: show a progress bar. timeout: seconds before the run is abandoned.
+    **settings: fields of :class:`PIMDSettings`: beads, temperature (K), steps, timestep_fs,
+        pressure_gpa (None: NVT), thermostat, tau_fs, pile_lambda, barostat_tau_fs, piglet,
+        seed, properties_stride, trajectory_stride, write_forces.
+
+    Outputs in ``directory``: ``simulation.out`` (i-PI's properties, atomic units),
+    ``simulation.pos_K.extxyz`` (bead K) and ``centroid.extxyz`` (trajectories in Angstrom,
+    ASE-readable), ``i-pi.log``, ``driver-K.log``, ``input.xml``.
+
+    Raises ``ValueError`` for bad settings, :class:`cace_calc.errors.UnsupportedElementError`
+    or :class:`cace_calc.errors.ModelFileError` before anything starts, and ``RuntimeError``
+    with the log of the failing process if i-PI or a driver fails.
+    """
+    cfg = PIMDSettings(**settings)
+    cfg.validate()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(drivers, int) or drivers < 1:
+        raise ValueError(f"drivers must be a positive integer, got {drivers!r}")
+    if mode == "inprocess" and drivers != 1:
+        raise ValueError("mode='inprocess' runs the model inside i-PI: drivers must be 1")
+    devices = [device] if isinstance(device, str) else list(device)
+    directory = Path(directory)
+    if (directory / f"{OUTPUT_PREFIX}.out").exists():
+        raise FileExistsError(f"{directory} already holds an i-PI run; choose another directory")
+    if isinstance(model, CACE):
+        elements = model.config.elements
+    else:
+        model = resolve_model_path(model).resolve()  # ModelFileError names the available models
+        elements = load_model(model).config.elements
+    species_indices(atoms.numbers, elements)  # UnsupportedElementError before anything starts
+    std = standardize(atoms)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_path = save_model(model, directory / "model.pt") if isinstance(model, CACE) else model
+
+    if mode == "inprocess":
+        ff = inprocess_forcefield_xml(model_path=model_path, template_path=directory / "structure.extxyz",
+                                      device=devices[0], dtype=dtype, batch_size=cfg.beads)
+        commands, socket_file = [], None
+        env = None if not threads else {**os.environ, "OMP_NUM_THREADS": str(int(threads))}
+    else:
+        name = f"cace-{os.getpid()}-{secrets.token_hex(4)}"
+        ff = socket_forcefield_xml(unix=name, symbols="".join(std.get_chemical_symbols()), pbc=std.pbc,
+                                   batch_size=_socket_batch(cfg.beads, drivers))
+        socket_file = DEFAULT_SOCKETS_PREFIX + name
+        commands, env = [], None
+        for k in range(drivers):
+            cmd = [sys.executable, "-m", "cace_calc.cli", "ipi", "--model", str(model_path), "--unix", name,
+                   "--template", "structure.extxyz", "--device", devices[k % len(devices)],
+                   "--dtype", dtype, "--wait", "60"]
+            if threads:
+                cmd += ["--threads", str(int(threads))]
+            commands.append(cmd)
+    write_pimd_input(std, directory, cfg, forcefield_xml=ff)
+    run_ipi(directory, drivers=commands, socket_file=socket_file, total_steps=cfg.steps,
+            progress=progress, timeout=timeout, env=env)
+    results = read_pimd_results(directory)
+    write(directory / "centroid.extxyz", results.read_trajectory(), format="extxyz")
+    return results
