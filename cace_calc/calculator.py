@@ -48,6 +48,8 @@ class CACECalculator(Calculator):
     device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype: ``"float64"`` (default; use for phonons, elastic constants, relaxations) or
         ``"float32"`` (faster MD).
+    compile: fuse the symmetriser into compiled kernels (:meth:`CACE.use_compiled_kernels`):
+        faster for long MD, same numbers; the first call compiles for seconds to a minute.
 
     Results, in ASE units and signs: ``energy`` and ``free_energy`` (eV, E0 included),
     ``energies`` (eV per atom, summing to the energy), ``forces`` (eV/A, (N, 3)) and, for
@@ -59,17 +61,19 @@ class CACECalculator(Calculator):
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
 
     def __init__(self, model: str | os.PathLike | CACE, *, device: str | torch.device = "auto",
-                 dtype: str | torch.dtype = "float64", **kwargs):
+                 dtype: str | torch.dtype = "float64", compile: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         if isinstance(model, CACE):
             param = next(model.parameters())
-            if param.dtype != self.dtype or param.device != self.device:
+            if param.dtype != self.dtype or param.device != self.device or compile:
                 model = copy.deepcopy(model)  # leave the caller's model as it was
             model = model.to(device=self.device, dtype=self.dtype).eval()
         else:
             model = load_model(model, device=self.device, dtype=self.dtype)
+        if compile:
+            model.use_compiled_kernels()
         self.model = model
 
     def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
