@@ -20,7 +20,6 @@ from .nn.radial import BesselBasis, PolynomialCutoff, RadialTransform
 from .nn.readout import Readout
 from .nn.symmetrize import Symmetrizer
 
-
 DEFAULT_MAX_EDGES_PER_CHUNK = 1 << 20
 
 
