@@ -71,7 +71,8 @@ def model_path(name: str, tmp: Path) -> str:
 SYSTEM_OF = {"published-water": "water", "water": "water", "nbmotaw": "nbmotaw"}
 
 
-def run_case(model: str, system: str, n_atoms: int, device: str, dtype: str, repeats: int, stress: bool) -> dict:
+def run_case(model: str, system: str, n_atoms: int, device: str, dtype: str, repeats: int, stress: bool,
+             compiled: bool = False) -> dict:
     """Time one case in this process; returns a dict of results."""
     import resource
 
@@ -84,6 +85,8 @@ def run_case(model: str, system: str, n_atoms: int, device: str, dtype: str, rep
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     atoms = water(n_atoms) if system == "water" else nbmotaw(n_atoms)
     net = load_model(model, device=dev, dtype=torch_dtype)
+    if compiled:
+        net.use_compiled_kernels()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def nl():
@@ -93,8 +96,10 @@ def run_case(model: str, system: str, n_atoms: int, device: str, dtype: str, rep
         return g, time.perf_counter() - t
 
     graph, _ = nl()
-    net(graph, forces=True, stress=stress)  # warm-up
+    t_first = time.perf_counter()
+    net(graph, forces=True, stress=stress)  # warm-up (compiles when compiled=True)
     sync()
+    t_first = time.perf_counter() - t_first
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times, nl_times = [], []
@@ -108,7 +113,8 @@ def run_case(model: str, system: str, n_atoms: int, device: str, dtype: str, rep
     assert np.isfinite(out["energy"].cpu().numpy()).all()
     med = float(np.median(times))
     res = {"model": model, "system": system, "n_atoms": len(atoms), "n_edges": int(graph.receivers.shape[0]),
-           "device": device, "dtype": dtype, "stress": stress, "repeats": repeats,
+           "device": device, "dtype": dtype, "stress": stress, "compiled": compiled, "repeats": repeats,
+           "first_call_s": t_first,
            "median_s": med, "min_s": float(np.min(times)), "max_s": float(np.max(times)),
            "neighbour_list_median_s": float(np.median(nl_times)), "atom_steps_per_s": len(atoms) / med,
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
@@ -128,18 +134,19 @@ def machine() -> dict:
 
 
 def table(results: list[dict]) -> str:
-    head = (f"{'model':16s} {'system':8s} {'atoms':>7s} {'device':6s} {'dtype':8s} {'stress':6s} "
+    head = (f"{'model':16s} {'system':8s} {'atoms':>7s} {'device':6s} {'dtype':8s} {'stress':6s} {'comp':4s} "
             f"{'median ms':>10s} {'spread ms':>14s} {'NL ms':>8s} {'atom-steps/s':>13s} {'peak GB':>8s}")
     lines = [head, "-" * len(head)]
     for r in results:
         if "error" in r:
             lines.append(f"{r['model']:16s} {r['system']:8s} {r['n_atoms']:7d} {r['device']:6s} {r['dtype']:8s} "
-                         f"{'yes' if r['stress'] else 'no':6s} failed: {r['error']}")
+                         f"{'yes' if r['stress'] else 'no':6s} {'yes' if r.get('compiled') else 'no':4s} "
+                         f"failed: {r['error']}")
             continue
         peak = r.get("peak_cuda_gb", r["peak_rss_gb"])
         lines.append(
             f"{r['model']:16s} {r['system']:8s} {r['n_atoms']:7d} {r['device']:6s} {r['dtype']:8s} "
-            f"{'yes' if r['stress'] else 'no':6s} {1e3 * r['median_s']:10.1f} "
+            f"{'yes' if r['stress'] else 'no':6s} {'yes' if r.get('compiled') else 'no':4s} {1e3 * r['median_s']:10.1f} "
             f"{1e3 * r['min_s']:6.1f}-{1e3 * r['max_s']:<7.1f} {1e3 * r['neighbour_list_median_s']:8.1f} "
             f"{r['atom_steps_per_s']:13.3g} {peak:8.2f}")
     return "\n".join(lines)
@@ -152,11 +159,12 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    keys = sorted({(r["model"], r["device"], r["dtype"], r["stress"]) for r in results if "error" not in r})
-    for key in keys:
-        rows = sorted((r for r in results if "error" not in r and (r["model"], r["device"], r["dtype"], r["stress"]) == key),
-                      key=lambda r: r["n_atoms"])
-        label = f"{key[0]} {key[1]} {key[2]}{' +stress' if key[3] else ''}"
+    def key_of(r):
+        return r["model"], r["device"], r["dtype"], r["stress"], r.get("compiled", False)
+
+    for key in sorted({key_of(r) for r in results if "error" not in r}):
+        rows = sorted((r for r in results if "error" not in r and key_of(r) == key), key=lambda r: r["n_atoms"])
+        label = f"{key[0]} {key[1]} {key[2]}{' +stress' if key[3] else ''}{' compiled' if key[4] else ''}"
         ax.loglog([r["n_atoms"] for r in rows], [1e3 * r["median_s"] for r in rows], "o-", label=label)
     ax.set_xlabel("atoms")
     ax.set_ylabel("time per energy+forces call (ms)")
@@ -174,6 +182,7 @@ def main(argv=None) -> int:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--stress", action="store_true", help="also time energy+forces+stress")
+    p.add_argument("--compiled", action="store_true", help="also time the compiled fast path (use_compiled_kernels)")
     p.add_argument("--repeats", type=int, default=7, help="timed calls per case (fewer for the largest)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--label", default=None, help="results file name (default: the device)")
@@ -205,11 +214,12 @@ def main(argv=None) -> int:
             system = SYSTEM_OF.get(name, "water")
             for device in devices:
                 for dtype in args.dtypes:
-                    for stress in ([False, True] if args.stress else [False]):
+                    for stress, compiled in [(s, c) for s in ([False, True] if args.stress else [False])
+                                             for c in ([False, True] if args.compiled else [False])]:
                         for n in args.sizes:
                             repeats = args.repeats if n <= 20000 else max(3, args.repeats // 2)
                             case = {"model": path, "system": system, "n_atoms": n, "device": device,
-                                    "dtype": dtype, "repeats": repeats, "stress": stress}
+                                    "dtype": dtype, "repeats": repeats, "stress": stress, "compiled": compiled}
                             cmd = [sys.executable, __file__, "--case", json.dumps(case)]
                             if args.threads:
                                 cmd += ["--threads", str(args.threads)]
