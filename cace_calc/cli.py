@@ -11,11 +11,13 @@ def add_convert(sub):
     p = sub.add_parser(
         "convert", help="convert a model trained with the original CACE code",
         description="Convert a model saved by the original CACE code (a pickled torch module) into a "
-                    "cace_calc model file. The original package is not needed; no code from the file runs.")
+                    "cace_calc model file. The original package is not needed; no code from the file runs.",
+        epilog="example:\n  cace-calc convert cace_water_cacefit.pth water.pt --e0 cace_water_cacefit_e0.json")
     p.add_argument("original", help="the original model file (.pth)")
     p.add_argument("output", help="the cace_calc model file to write (.pt)")
-    p.add_argument("--e0", metavar="JSON", help='per-element reference energies in eV, {"Z": value}, '
-                                                 "added to the energy (the original files store none)")
+    p.add_argument("--e0", metavar="JSON", help='JSON file of per-element reference energies in eV, '
+                                                 '{"Z": value, ...}, added to the energy (the original files '
+                                                 "store none)")
     p.set_defaults(run=run_convert)
 
 
@@ -36,7 +38,8 @@ def run_convert(args) -> int:
 
 def add_info(sub):
     p = sub.add_parser("info", help="version, device and the available models",
-                       description="Print the version, the compute device and the pretrained models.")
+                       description="Print the version, the compute device and the pretrained models.",
+                       epilog="example:\n  cace-calc info")
     p.set_defaults(run=run_info)
 
 
@@ -62,15 +65,19 @@ def run_info(args) -> int:
 def add_train(sub):
     p = sub.add_parser(
         "train", help="fit a model to energies, forces and stress from a YAML recipe",
-        description="Fit a CACE model from a YAML recipe (see cace_calc.train.config for its keys). "
-                    "Writes checkpoint.pt, model.pt (best EMA weights, recipe and errors in its "
-                    "metadata), log.jsonl and metrics.json to the recipe's output folder.")
+        description="Fit a CACE model from a YAML recipe (its keys are described in cace_calc.train.config; "
+                    "pretrained/*/train.yaml are the recipes of the pretrained models). Writes checkpoint.pt "
+                    "(every epoch), model.pt (best EMA weights, recipe and errors in its metadata), "
+                    "log.jsonl and metrics.json to the recipe's output folder.",
+        epilog="examples:\n  cace-calc train pretrained/water/train.yaml\n"
+               "  cace-calc train pretrained/water/train.yaml --resume      # after an interruption")
     p.add_argument("config", help="the YAML training recipe")
-    p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
-    p.add_argument("--output", help="output folder (overrides the recipe's)")
-    p.add_argument("--epochs", type=int, help="number of epochs (overrides the recipe's)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder from its checkpoint.pt (same recipe)")
+    p.add_argument("--output", metavar="DIR", help="output folder (overrides the recipe's)")
+    p.add_argument("--epochs", type=int, metavar="N", help="number of epochs (overrides the recipe's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (overrides the recipe's)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     p.set_defaults(run=run_train)
 
 
@@ -97,9 +104,13 @@ _STRUCTURE_HELP = ("a structure file ase.io.read reads (last frame) or a shortha
                    "sc fcc bcc hcp diamond, A the lattice constant in A (primitive cell), e.g. bcc:W:3.17")
 
 
+_MODEL_HELP = "pretrained model name (see `cace-calc info`) or model file"
+_DEVICE_HELP = "cpu, cuda, cuda:1 or auto (default: CUDA if available)"
+
+
 def _add_model_options(p):
-    p.add_argument("--model", required=True, help="pretrained model name (see `cace-calc info`) or model file")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="model precision (default float64; keep it for phonons and elastic constants)")
     p.add_argument("--fmax", type=float, default=1e-3, help="force tolerance of the relaxations in eV/A (1e-3)")
@@ -119,18 +130,20 @@ def add_phonons(sub):
                     "(phonopy), the band structure along ASE's high-symmetry path, the DOS and the free "
                     "energy, entropy and heat capacity. Writes phonopy_params.yaml, band.yaml, total_dos.dat, "
                     "thermal_properties.yaml, bands_dos.png and thermal.png to --out and prints a summary. "
-                    "Frequencies in THz; imaginary modes are reported as a warning.")
+                    "Frequencies in THz; imaginary modes are reported as a warning.",
+        epilog="examples:\n  cace-calc phonons bcc:W:3.17 --model nbmotaw --supercell 5 5 5 --out phonons-W\n"
+               "  cace-calc phonons POSCAR --model my.pt --no-relax")
     p.add_argument("structure", help=_STRUCTURE_HELP)
     _add_model_options(p)
     p.add_argument("--supercell", type=int, nargs=3, default=[4, 4, 4], metavar=("NA", "NB", "NC"),
                    help="supercell repetitions of the (relaxed) input cell (default 4 4 4)")
-    p.add_argument("--out", default="phonons", help="output folder (default ./phonons)")
-    p.add_argument("--displacement", type=float, default=0.01, help="atomic displacement in A (0.01)")
+    p.add_argument("--out", default="phonons", metavar="DIR", help="output folder (default ./phonons)")
+    p.add_argument("--displacement", type=float, default=0.01, metavar="A", help="atomic displacement in A (0.01)")
     p.add_argument("--mesh", type=float, nargs="+", default=[40.0], metavar="M",
                    help="q mesh for DOS and thermodynamics: 3 integers or one length in A (default 40)")
-    p.add_argument("--band-path", help="ASE band path string, e.g. GXWKGLUWLK,UX (default: ASE's for the lattice)")
-    p.add_argument("--t-max", type=float, default=1000.0, help="highest temperature in K (1000)")
-    p.add_argument("--t-step", type=float, default=10.0, help="temperature step in K (10)")
+    p.add_argument("--band-path", metavar="PATH", help="ASE band path string, e.g. GXWKGLUWLK,UX (default: ASE's for the lattice)")
+    p.add_argument("--t-max", type=float, default=1000.0, metavar="K", help="highest temperature in K (1000)")
+    p.add_argument("--t-step", type=float, default=10.0, metavar="K", help="temperature step in K (10)")
     p.set_defaults(run=run_phonons)
 
 
@@ -165,11 +178,13 @@ def add_elastic(sub):
         description="Relax the structure, then fit the 6x6 elastic tensor (GPa, Voigt order xx yy zz yz xz xy) "
                     "to stress-strain data with internal relaxation; prints it with its fit uncertainty, the "
                     "Voigt-Reuss-Hill bulk and shear moduli, Young's modulus, Poisson ratio and the Born "
-                    "stability check. --eos adds a Birch-Murnaghan E(V) fit (V0, E0, B0, B0').")
+                    "stability check. --eos adds a Birch-Murnaghan E(V) fit (V0, E0, B0, B0').",
+        epilog="examples:\n  cace-calc elastic bcc:W:3.17 --model nbmotaw --eos\n"
+               "  cace-calc elastic relaxed.cif --model my.pt --no-relax --json > elastic.json")
     p.add_argument("structure", help=_STRUCTURE_HELP)
     _add_model_options(p)
     p.add_argument("--delta", type=float, default=0.005, help="largest applied strain (0.005)")
-    p.add_argument("--n-steps", type=int, default=5, help="strains per pattern, evenly spaced in +-delta (5)")
+    p.add_argument("--n-steps", type=int, default=5, metavar="N", help="strains per pattern, evenly spaced in +-delta (5)")
     p.add_argument("--symmetry", default="triclinic",
                    help="matscipy strain-pattern set: triclinic (default, no assumption), cubic, hexagonal, ...")
     p.add_argument("--eos", action="store_true", help="also fit a Birch-Murnaghan equation of state")
@@ -216,7 +231,9 @@ def add_ipi(sub):
                     "virial in i-PI's atomic units) until i-PI ends the run. Several drivers may serve "
                     "one run. i-PI sends no elements: give --template (same atom order as i-PI's input) "
                     "unless i-PI's <ffsocket> has <parameters>{symbols: OHH...}</parameters> (as written "
-                    "by cace-calc pimd).")
+                    "by cace-calc pimd).",
+        epilog="examples:\n  cace-calc ipi --model water --unix water --template start.xyz\n"
+               "  cace-calc ipi --model water --host node01 --port 31415 --template start.xyz --wait 60")
     p.add_argument("--model", required=True, help="pretrained model name (see `cace-calc info`) or model file")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--unix", metavar="NAME", help="unix socket NAME (the file /tmp/ipi_NAME, i-PI's <address>)")
@@ -229,7 +246,7 @@ def add_ipi(sub):
                    help="keep trying to connect for S seconds while i-PI starts (default 0)")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up when i-PI sends nothing for S seconds (default: wait as long as i-PI needs)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     p.set_defaults(run=run_ipi)
 
 
@@ -260,28 +277,31 @@ def add_pimd(sub):
         description="Write an i-PI input for NVT (or NPT with --pressure) path-integral MD of STRUCTURE, "
                     "run i-PI with CACE drivers, and print the averages: potential energy, centroid-virial "
                     "kinetic energy per atom of each element, temperature, pressure, volume. Outputs "
-                    "(simulation.out, trajectories as extended XYZ in Angstrom, logs) go to --out.")
+                    "(simulation.out, trajectories as extended XYZ in Angstrom, logs) go to --out.",
+        epilog="examples:\n  cace-calc pimd water.xyz --model water --beads 32 --steps 2000\n"
+               "  cace-calc pimd water.xyz --model water --beads 8 --inprocess --device cuda --out pimd-gpu\n"
+               "  cace-calc pimd water.xyz --model water --beads 1 --thermostat svr --out classical")
     p.add_argument("structure", help="start structure, any file ase.io.read reads")
     p.add_argument("--index", default="-1", help="frame of the structure file (default -1, the last)")
     p.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
-    p.add_argument("--beads", type=int, default=32, help="path-integral beads (default 32; 1 = classical)")
-    p.add_argument("--temperature", type=float, default=300.0, help="temperature in K (300)")
-    p.add_argument("--steps", type=int, default=1000, help="number of MD steps (1000)")
-    p.add_argument("--timestep", type=float, default=0.5, help="time step in fs (0.5)")
-    p.add_argument("--pressure", type=float, help="pressure in GPa: runs NPT (default: NVT)")
+    p.add_argument("--beads", type=int, default=32, metavar="N", help="path-integral beads (default 32; 1 = classical)")
+    p.add_argument("--temperature", type=float, default=300.0, metavar="K", help="temperature in K (300)")
+    p.add_argument("--steps", type=int, default=1000, metavar="N", help="number of MD steps (1000)")
+    p.add_argument("--timestep", type=float, default=0.5, metavar="FS", help="time step in fs (0.5)")
+    p.add_argument("--pressure", type=float, metavar="GPA", help="pressure in GPa: runs NPT (default: NVT)")
     p.add_argument("--thermostat", default="pile_l", choices=["pile_l", "pile_g", "svr", "langevin"],
                    help="thermostat (pile_l; svr and langevin only with --beads 1)")
-    p.add_argument("--tau", type=float, default=100.0, help="thermostat time constant in fs (100)")
+    p.add_argument("--tau", type=float, default=100.0, metavar="FS", help="thermostat time constant in fs (100)")
     p.add_argument("--seed", type=int, default=31415, help="random seed (31415)")
-    p.add_argument("--stride", type=int, default=10, help="write trajectories every N steps (10)")
-    p.add_argument("--out", default="pimd", help="output folder (default ./pimd); must not hold a run")
-    p.add_argument("--drivers", type=int, default=1, help="number of driver processes (1)")
+    p.add_argument("--stride", type=int, default=10, metavar="N", help="write trajectories every N steps (10)")
+    p.add_argument("--out", default="pimd", metavar="DIR", help="output folder (default ./pimd); must not hold a run")
+    p.add_argument("--drivers", type=int, default=1, metavar="N", help="number of driver processes (1)")
     p.add_argument("--inprocess", action="store_true",
                    help="run the model inside i-PI, all beads in one batched call (no socket drivers)")
     p.add_argument("--device", default="auto", nargs="+",
                    help="device(s) of the drivers, used in turn: cpu, cuda, cuda:0 cuda:1, auto (default)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="model precision (float64)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch in each driver")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch in each driver")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_pimd)
 
@@ -311,29 +331,200 @@ def run_pimd(args) -> int:
     print(f"outputs in {res.directory} (trajectories: simulation.xc.extxyz centroid, simulation.pos_*.extxyz beads)")
     return 0
 
+def add_eval(sub):
+    p = sub.add_parser(
+        "eval", help="energies, forces and stress of structure files; errors vs their labels",
+        description="Evaluate a model on every structure of one or more files (any format ase.io.read "
+                    "reads; all frames by default), in batches. With -o, write them as extended XYZ with "
+                    "the predictions: energy and free_energy (eV), per-atom energies (eV), forces (eV/A) "
+                    "and, for cells periodic in all directions, stress (eV/A^3, ASE sign); the input's "
+                    "info and arrays are kept and its reference labels renamed ref_energy, ref_forces, "
+                    "ref_stress. When the input carries labels (energy, forces, stress, as in a training "
+                    "set), print the RMSE and MAE of the energy per atom (meV/atom), forces (meV/A) and "
+                    "stress (GPa): eval doubles as a validation tool.",
+        epilog="examples:\n  cace-calc eval test.xyz --model water\n"
+               "  cace-calc eval a.xyz b.extxyz --model my.pt --index 0:100:10 -o predicted.xyz")
+    p.add_argument("structures", nargs="+", metavar="STRUCTURES", help="structure files")
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
+    p.add_argument("-o", "--output", metavar="OUT.xyz", help="write the structures with the predictions here "
+                                                              "(extended XYZ, overwritten)")
+    p.add_argument("--index", default=":", help="frames of each file, an ase.io.read index: ':' all (default), "
+                                                "'-1' the last, '0:100:10' every tenth of the first 100")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="model precision (float64)")
+    p.add_argument("--max-atoms", type=int, metavar="N",
+                   help="atoms per batched model call (default 20000 on a GPU, 500 on a CPU, where bigger "
+                        "batches are slower; lower it if memory runs out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal anyway)")
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args) -> int:
+    import ase.io
+    import numpy as np
+    from ase import units
+
+    from .evaluate import evaluate_structures, read_structures
+
+    images = read_structures(args.structures, index=args.index)
+    n_atoms = sum(len(a) for a in images)
+    print(f"read {len(images)} structures ({n_atoms} atoms) from {', '.join(args.structures)}")
+    res = evaluate_structures(images, args.model, device=args.device, dtype=args.dtype,
+                              max_atoms=args.max_atoms, progress=False if args.quiet else None)
+    print(f"evaluated in {res.seconds:.2f} s ({n_atoms / max(res.seconds, 1e-9):.0f} atoms/s) with "
+          f"{args.model}, {args.dtype}")
+    if len(images) <= 10:
+        print(f"  {'#':>3s} {'atoms':>6s} {'energy (eV)':>16s} {'eV/atom':>12s} {'max |F| (eV/A)':>15s} "
+              f"{'pressure (GPa)':>15s}")
+        for k, atoms in enumerate(res.images):
+            e, f = atoms.get_potential_energy(), atoms.get_forces()
+            p = (f"{-atoms.get_stress()[:3].mean() / units.GPa:15.4f}" if "stress" in atoms.calc.results
+                 else f"{'-':>15s}")
+            print(f"  {k:3d} {len(atoms):6d} {e:16.6f} {e / len(atoms):12.6f} "
+                  f"{np.linalg.norm(f, axis=1).max():15.4f} {p}")
+    if res.metrics:
+        print(res.table())
+    else:
+        print("no reference labels in the input: no errors to report")
+    if args.output:
+        ase.io.write(args.output, res.images, format="extxyz")
+        print(f"wrote {args.output}")
+    elif len(images) > 10:
+        print("per-structure predictions: add -o OUT.xyz")
+    return 0
+
+
+def add_md(sub):
+    p = sub.add_parser(
+        "md", help="molecular dynamics with ASE: Langevin NVT or MTK NPT",
+        description="Run molecular dynamics of STRUCTURE with ASE: Langevin NVT (default) or isotropic "
+                    "MTK NPT (--ensemble npt, cells periodic in all directions only). Velocities are drawn "
+                    "at --temperature unless the structure has momenta. Writes md.log (ASE's MD log: time "
+                    "in ps, energies in eV, temperature in K, stress in GPa for periodic cells) and md.traj "
+                    "(ASE trajectory; ase.io.read('md/md.traj', ':')) to --out, overwriting earlier ones, "
+                    "and prints the mean temperature and potential energy and the time per step.",
+        epilog="examples:\n  cace-calc md water.xyz --model water --temperature 300 --steps 2000\n"
+               "  cace-calc md water.xyz --model water --ensemble npt --pressure 0.0001 --out md-npt")
+    p.add_argument("structure", help="start structure, any file ase.io.read reads")
+    p.add_argument("--index", default="-1", help="frame of the structure file (default -1, the last)")
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
+    p.add_argument("--temperature", type=float, default=300.0, metavar="K", help="temperature in K (300)")
+    p.add_argument("--steps", type=int, default=1000, metavar="N", help="number of MD steps (1000)")
+    p.add_argument("--timestep", type=float, default=0.5, metavar="FS", help="time step in fs (0.5)")
+    p.add_argument("--ensemble", default="nvt", choices=["nvt", "npt"], help="nvt (default) or npt")
+    p.add_argument("--pressure", type=float, metavar="GPA", help="pressure in GPa for --ensemble npt (default 0)")
+    p.add_argument("--friction", type=float, default=0.01, metavar="1/FS",
+                   help="Langevin friction in 1/fs for nvt (0.01)")
+    p.add_argument("--tdamp", type=float, default=100.0, metavar="FS", help="npt thermostat time in fs (100)")
+    p.add_argument("--pdamp", type=float, default=1000.0, metavar="FS", help="npt barostat time in fs (1000)")
+    p.add_argument("--out", default="md", metavar="DIR", help="output folder (default ./md)")
+    p.add_argument("--log-every", type=int, default=10, metavar="N", help="write md.log every N steps (10)")
+    p.add_argument("--traj-every", type=int, default=100, metavar="N", help="write md.traj every N steps (100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the velocities and the thermostat noise (0)")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="model precision (default float32: faster, accurate enough for MD)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal anyway)")
+    p.set_defaults(run=run_md)
+
+
+def run_md(args) -> int:
+    import torch
+    from ase import units
+
+    from .calculator import CACECalculator
+    from .evaluate import read_structures
+    from .md import run_md as _run_md
+
+    if args.pressure is not None and args.ensemble != "npt":
+        raise ValueError("--pressure goes with --ensemble npt")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    frames = read_structures(args.structure, index=args.index)
+    if len(frames) != 1:
+        raise ValueError(f"--index {args.index!r} selects {len(frames)} frames; give one (e.g. -1)")
+    atoms = frames[0]
+    calc = CACECalculator(args.model, device=args.device, dtype=args.dtype)
+    res = _run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
+                  ensemble=args.ensemble, pressure=args.pressure or 0.0, friction=args.friction,
+                  tdamp=args.tdamp, pdamp=args.pdamp, out_dir=args.out, log_every=args.log_every,
+                  traj_every=args.traj_every, seed=args.seed, progress=False if args.quiet else None)
+    what = f"{args.ensemble.upper()} {args.temperature:g} K" + (
+        f", {args.pressure or 0.0:g} GPa" if args.ensemble == "npt" else "")
+    print(f"{what}: {res.steps} steps of {args.timestep:g} fs ({res.steps * args.timestep / 1000:g} ps), "
+          f"{len(atoms)} atoms")
+    print(f"  mean temperature {res.temperature_mean_k:.1f} K, mean potential energy "
+          f"{res.potential_energy_mean_ev:.4f} eV (every {args.log_every} steps)")
+    if args.ensemble == "npt":
+        final = res.atoms
+        density = final.get_masses().sum() * units._amu * 1e3 / (final.get_volume() * 1e-24)
+        print(f"  final volume {final.get_volume():.2f} A^3, density {density:.4f} g/cm^3")
+    print(f"  {res.ms_per_step:.2f} ms per step ({len(atoms) * 1e3 / max(res.ms_per_step, 1e-9):.0f} "
+          f"atom-steps/s) on {calc.device}, {args.dtype}")
+    print(f"wrote {res.log_file} (every {args.log_every} steps) and {res.trajectory_file} "
+          f"(every {args.traj_every} steps)")
+    return 0
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog; keeps indented example lines as written."""
+
+    def _fill_text(self, text, width, indent):
+        paras = []
+        for para in text.split("\n\n"):
+            if "\n  " in para:
+                paras.append("\n".join(indent + line for line in para.splitlines()))
+            else:
+                paras.append(super()._fill_text(para, width, indent))
+        return "\n\n".join(paras)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+COMMANDS = (add_info, add_eval, add_md, add_pimd, add_ipi, add_phonons, add_elastic, add_train, add_convert)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cace-calc", description="CACE machine-learning potentials.")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (add_info, add_convert, add_train, add_phonons, add_elastic, add_ipi, add_pimd):
+    """The ``cace-calc`` argument parser with all subcommands."""
+    from . import __version__
+
+    parser = _Parser(
+        prog="cace-calc",
+        description="CACE machine-learning interatomic potentials: evaluate structures, run MD and "
+                    "path-integral MD (i-PI), compute phonons and elastic constants, train and convert "
+                    "models. A model is a pretrained name (see `cace-calc info`) or a model file.",
+        epilog="Run `cace-calc COMMAND --help` for the options of a command.\n\nexamples:\n"
+               "  cace-calc info\n  cace-calc eval test.xyz --model water\n"
+               "  cace-calc md water.xyz --model water --steps 2000")
+    parser.add_argument("--version", action="version", version=f"cace_calc {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", parser_class=_Parser)
+    for add in COMMANDS:
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``cace-calc``; returns the exit status."""
+    """Entry point of ``cace-calc``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    from .errors import CalculatorSetupError
+    from .errors import CalculationFailed, CalculatorSetupError
 
     try:
         return args.run(args)
-    except (CalculatorSetupError, ValueError, OSError) as e:
-        print(f"cace-calc {sys.argv[1] if len(sys.argv) > 1 else ''}: error: {e}", file=sys.stderr)
+    except (CalculatorSetupError, CalculationFailed, ValueError, OSError) as e:
+        print(f"cace-calc {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"cace-calc {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

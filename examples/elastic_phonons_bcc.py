@@ -12,6 +12,7 @@ quasi-random structure): its "bands" are those of the supercell, folded, and its
 approximately cubic.
 
     python examples/elastic_phonons_bcc.py [--model nbmotaw] [--out elastic_phonons_bcc] [--fast] [--no-relax]
+                                           [--materials W Mo NbMoTaW]
 
 --fast (or CACE_EXAMPLES_FAST=1) uses tiny settings (2x2x2 phonon supercells, a 16-atom alloy,
 coarse meshes) to check that everything runs; the numbers are then not converged. If the model
@@ -20,18 +21,16 @@ is not installed the script says so and exits (status 0 with --fast, 1 otherwise
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import find_model, is_fast
 from ase.build import bulk
 
 from cace_calc import CACECalculator
-from cace_calc.checkpoint import resolve_model_path
 from cace_calc.elastic import birch_murnaghan_eos, elastic_constants
-from cace_calc.errors import ModelFileError
 from cace_calc.phonons import compute_phonons
 from cace_calc.relax import relax_positions
 
@@ -59,16 +58,14 @@ def main(argv=None) -> int:
     parser.add_argument("--fast", action="store_true", help="tiny settings for a quick check")
     parser.add_argument("--alloy-size", type=int, help="cubic bcc repetitions of the alloy cell (4; fast: 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random alloy occupation")
+    parser.add_argument("--materials", nargs="+", choices=[*LATTICE, "NbMoTaW"], default=[*LATTICE, "NbMoTaW"],
+                        help="which materials (default: all)")
     parser.add_argument("--no-relax", dest="relax", action="store_false",
                         help="keep the cells at the lattice constants above (internal positions are still relaxed)")
     args = parser.parse_args(argv)
-    fast = args.fast or os.environ.get("CACE_EXAMPLES_FAST", "") not in ("", "0")
-
-    try:
-        model_path = resolve_model_path(args.model)
-    except ModelFileError as e:
-        print(f"cannot run this example: {e}.\nThe pretrained nbmotaw model is not installed yet; pass "
-              "--model path/to/model.pt to use another Nb-Mo-Ta-W model.", file=sys.stderr)
+    fast = is_fast(args)
+    model_path = find_model(args.model, "Nb, Mo, Ta and W")
+    if model_path is None:
         return 0 if fast else 1
     calc = CACECalculator(model_path, device=args.device, dtype="float64")
     out = Path(args.out)
@@ -76,8 +73,9 @@ def main(argv=None) -> int:
     print(f"model {model_path} on {calc.device}; {'fast (unconverged) settings' if fast else 'full settings'}")
 
     n_alloy = args.alloy_size or (2 if fast else 4)
-    materials = {el: bulk(el, "bcc", a=a) for el, a in LATTICE.items()}
-    materials["NbMoTaW"] = random_alloy(n_alloy, args.seed)
+    materials = {el: bulk(el, "bcc", a=a) for el, a in LATTICE.items() if el in args.materials}
+    if "NbMoTaW" in args.materials:
+        materials["NbMoTaW"] = random_alloy(n_alloy, args.seed)
     summary = {}
     for name, atoms in materials.items():
         t0 = time.perf_counter()

@@ -5,7 +5,9 @@ server, connects a CACE driver from this Python process (the same thing as runni
 ``cace-calc ipi --model water --unix NAME`` in another terminal), and checks that the
 potential energy i-PI reports at step 0 is the ASE calculator's.
 
-    python examples/ipi_driver.py [--model water] [--steps 5]
+    python examples/ipi_driver.py [--model water] [--steps 5] [--fast]
+
+--fast runs 2 steps.
 
 With an i-PI input of your own, start ``i-pi input.xml`` and then, for its
 ``<ffsocket mode='unix'><address>NAME</address>``, run one or more drivers:
@@ -21,15 +23,13 @@ import tempfile
 from pathlib import Path
 
 import ase.io
+from _common import WATER, find_model, is_fast
 
 from cace_calc import CACECalculator
-from cace_calc.errors import ModelFileError
 from cace_calc.ipi import CACEDriver
 from cace_calc.ipi.inputs import PIMDSettings, socket_forcefield_xml, write_pimd_input
 from cace_calc.ipi.launch import ipi_executable
 from cace_calc.ipi.results import read_pimd_results
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def main(argv=None) -> int:
@@ -37,19 +37,20 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--fast", action="store_true", help="2 steps")
     args = parser.parse_args(argv)
+    fast = is_fast(args)
+    steps = 2 if fast else args.steps
+    model = find_model(args.model, "H and O")
+    if model is None:
+        return 0 if fast else 1
 
-    atoms = ase.io.read(SHARED / "data" / "water" / "water_pbe0_train.xyz", index=0)
-    try:
-        driver = CACEDriver(args.model, template=atoms, device=args.device)
-    except ModelFileError as e:
-        print(f"error: {e}\nThe pretrained 'water' model is not installed yet: pass --model with a "
-              "cace_calc model file for H and O.", file=sys.stderr)
-        return 1
+    atoms = ase.io.read(WATER, index=0)
+    driver = CACEDriver(model, template=atoms, device=args.device)
 
     name = f"cace-example-{os.getpid()}"  # i-PI listens on /tmp/ipi_<name>
     with tempfile.TemporaryDirectory() as tmp:
-        settings = PIMDSettings(beads=4, temperature=300.0, steps=args.steps, timestep_fs=0.5)
+        settings = PIMDSettings(beads=4, temperature=300.0, steps=steps, timestep_fs=0.5)
         ff = socket_forcefield_xml(unix=name, symbols="".join(atoms.get_chemical_symbols()), pbc=atoms.pbc)
         write_pimd_input(atoms, tmp, settings, forcefield_xml=ff)
         with open(Path(tmp) / "i-pi.log", "w") as log:

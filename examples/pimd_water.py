@@ -6,11 +6,12 @@ nuclei would give 3/2 kT = 0.039 eV at 300 K) and the O-O and O-H radial distrib
 functions over all beads, and plots them to pimd_water.png in the output folder.
 
     python examples/pimd_water.py                  # 32 beads, 2000 steps of 0.5 fs (hours on a CPU)
-    python examples/pimd_water.py --fast           # 4 beads, 20 steps: a quick check that it all runs
+    python examples/pimd_water.py --fast           # 2 beads, 10 steps: a quick check that it all runs
     python examples/pimd_water.py --model my.pt    # any cace_calc model file for H and O
 
 It uses the pretrained ``water`` model; until that model is installed, pass --model with a
-model file (for instance one converted with ``cace-calc convert``).
+model file (for instance one converted with ``cace-calc convert``); without one it says so and
+exits (status 0 with --fast, 1 otherwise).
 The same run from the shell: ``cace-calc pimd water.xyz --model water --beads 32 --steps 2000``.
 """
 
@@ -20,13 +21,10 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
+from _common import WATER, find_model, is_fast
 from ase import Atoms, units
 
-from cace_calc.errors import ModelFileError
 from cace_calc.pimd import run_pimd
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-START = SHARED / "data" / "water" / "water_pbe0_train.xyz"
 
 
 def partial_rdf(frames: list[Atoms], a: str, b: str, r_max: float = 6.0, n_bins: int = 120):
@@ -74,7 +72,7 @@ def plot(res, rdfs, path: Path, temperature: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
-    parser.add_argument("--structure", default=str(START), help="start structure (default: frame 0 of the water set)")
+    parser.add_argument("--structure", default=str(WATER), help="start structure (default: frame 0 of the water set)")
     parser.add_argument("--beads", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -84,22 +82,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--out", default="pimd-water", help="output folder (must not hold a run)")
-    parser.add_argument("--fast", action="store_true", help="4 beads, 20 steps")
+    parser.add_argument("--fast", action="store_true", help="2 beads, 10 steps")
     args = parser.parse_args(argv)
-    if args.fast:
-        args.beads, args.steps = 4, 20
+    fast = is_fast(args)
+    if fast:
+        args.beads, args.steps = 2, 10
+    model = find_model(args.model, "H and O")
+    if model is None:
+        return 0 if fast else 1
 
     atoms = ase.io.read(args.structure, index=0)
     stride = max(1, args.steps // 100)
-    try:
-        res = run_pimd(atoms, args.model, args.out, mode="inprocess" if args.inprocess else "socket",
-                       drivers=args.drivers, device=args.device, dtype=args.dtype, beads=args.beads,
-                       temperature=args.temperature, steps=args.steps, timestep_fs=args.timestep,
-                       tau_fs=100.0, trajectory_stride=stride)
-    except ModelFileError as e:
-        print(f"error: {e}\nThe pretrained 'water' model is not installed yet: pass --model with a "
-              "cace_calc model file for H and O.", file=sys.stderr)
-        return 1
+    res = run_pimd(atoms, model, args.out, mode="inprocess" if args.inprocess else "socket",
+                   drivers=args.drivers, device=args.device, dtype=args.dtype, beads=args.beads,
+                   temperature=args.temperature, steps=args.steps, timestep_fs=args.timestep,
+                   tau_fs=100.0, trajectory_stride=stride)
 
     skip = len(res.step) // 5  # equilibration
     avg = res.averages(skip=skip)

@@ -1,10 +1,10 @@
 """The cace-calc command line."""
 
 import pytest
+from conftest import REFERENCE
 
 from cace_calc import load_model
 from cace_calc.cli import main
-from conftest import REFERENCE
 
 
 def test_convert(tmp_path, capsys):
@@ -37,3 +37,36 @@ def test_help_exits_cleanly():
     with pytest.raises(SystemExit) as e:
         main(["convert", "--help"])
     assert e.value.code == 0
+
+
+COMMANDS = ["info", "eval", "md", "pimd", "ipi", "phonons", "elastic", "train", "convert"]
+
+
+def test_every_command_is_listed_with_a_one_line_help():
+    import argparse
+
+    from cace_calc.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == COMMANDS
+    text = parser.format_help()
+    for action in sub._choices_actions:
+        assert action.help and f"    {action.dest} " in text
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: cace-calc {command}")
+    assert f"\n  cace-calc {command}" in out  # an example line
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("cace_calc ")

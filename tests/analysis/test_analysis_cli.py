@@ -85,19 +85,20 @@ def test_read_structure_shorthand():
         read_structure("W-bcc")
 
 
-def _example():
+def _example(monkeypatch):
     import importlib.util
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "examples" / "elastic_phonons_bcc.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # the examples import their helpers from _common.py
     spec = importlib.util.spec_from_file_location("elastic_phonons_bcc", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_example_without_model(tmp_path, capsys):
-    example = _example()
+def test_example_without_model(tmp_path, capsys, monkeypatch):
+    example = _example(monkeypatch)
     missing = str(tmp_path / "missing.pt")
     assert example.main(["--fast", "--model", missing, "--out", str(tmp_path / "out")]) == 0
     assert "cannot run this example" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""Every script in examples/ runs in --fast mode (as a subprocess, in a temporary folder) and
+prints what it should. Examples that need a pretrained model get a small random model file."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SHARED, make_model
+
+from cace_calc import save_model
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+
+# per example: extra arguments ({water}/{nbmotaw}: a random model file for those elements) and
+# regular expressions the output must match. A new example must be added here.
+CASES = {
+    "quickstart.py": ([], [r"192 atoms on (cpu|cuda)", r"step +5 +T =", r"ms per MD step"]),
+    "ase_calculator.py": (["--model", "{water}"], [r"H128O64 on (cpu|cuda\S*): energy", r"sum - energy = [-+]?\d\.\de-1\d",
+                                                   r"no stress without a periodic cell", r"3 frames in one call"]),
+    "md_water.py": (["--model", "{water}"], [r"10 steps of 0.5 fs: mean temperature",
+                                             r"O-H bonds over 11 frames", r"wrote md-water/md.log and md-water/md.traj"]),
+    "convert_original.py": ([], [r"69320 parameters", r"\|dE\| \d\.\de-(1\d|09) eV, max \|dF\| \d\.\de-(1\d|0[7-9])"]),
+    "train_small.py": ([], [r"epoch +1 ", r"valid: 1 frames, energy RMSE", r"test: 1 frames"]),
+    "elastic_phonons_bcc.py": (["--model", "{nbmotaw}", "--materials", "W"],
+                               [r"Born stability: stable", r"Phonons of W", r"wrote elastic_phonons_bcc/summary.json"]),
+    "ipi_driver.py": (["--model", "{water}"], [r"i-PI finished: 12 structures evaluated",
+                                               r"difference [-+]?\d\.\de-(0[5-9]|1\d) eV"]),
+    "pimd_water.py": (["--model", "{water}"], [r"192 atoms, 2 beads, 10 steps", r"quantum kinetic energy of H",
+                                               r"wrote pimd-water/pimd_water.png"]),
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    return {"water": str(save_model(make_model(elements=(1, 8), cutoff=4.0), d / "water.pt")),
+            "nbmotaw": str(save_model(make_model(elements=(41, 42, 73, 74), cutoff=4.0), d / "nbmotaw.pt"))}
+
+
+def run_example(name, args, cwd, timeout=180):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    env.pop("CACE_EXAMPLES_FAST", None)
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], check=False, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_example_is_covered():
+    assert set(SCRIPTS) == set(CASES), "add the new example to CASES in tests/test_examples.py"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the examples read ../shared")
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_example_runs_fast(name, models, tmp_path):
+    args, patterns = CASES[name]
+    args = [a.format(**models) for a in args] + ["--fast"]
+    proc = run_example(name, args, tmp_path)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    for pattern in patterns:
+        assert re.search(pattern, proc.stdout), f"{name}: no match for {pattern!r} in\n{proc.stdout[-3000:]}"
+
+
+def test_missing_model_message(tmp_path):
+    """Without the model an example explains what to pass; it passes in fast mode only."""
+    args = ["--model", str(tmp_path / "none.pt")]
+    fast = run_example("md_water.py", [*args, "--fast"], tmp_path)
+    assert fast.returncode == 0
+    assert "cannot run this example" in fast.stderr and "Pass --model PATH" in fast.stderr
+    full = run_example("md_water.py", args, tmp_path)
+    assert full.returncode == 1 and "none.pt' does not exist" in full.stderr
+    assert not (tmp_path / "md-water").exists()
