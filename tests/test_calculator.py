@@ -5,6 +5,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import molecule
+from conftest import water_cluster
 
 from cace_calc import CACECalculator, save_model
 from cace_calc.errors import (
@@ -14,7 +15,6 @@ from cace_calc.errors import (
     ModelFileError,
     UnsupportedElementError,
 )
-from conftest import water_cluster
 
 
 def test_accepts_model_path_and_object(model, tmp_path):

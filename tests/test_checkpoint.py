@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import periodic_cell
 
-from cace_calc import available_models, load_model, save_model
-from cace_calc import checkpoint
+from cace_calc import available_models, checkpoint, load_model, save_model
 from cace_calc.errors import ModelFileError
 from cace_calc.graph import build_graph
-from conftest import periodic_cell
 
 
 def _energy_forces(model, atoms, dtype=torch.float64):

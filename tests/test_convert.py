@@ -9,10 +9,10 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE
 
 from cace_calc import CACECalculator, convert_original
 from cace_calc.errors import ModelFileError, UnsupportedModelError
-from conftest import REFERENCE
 
 WATER = REFERENCE / "cace_water_cacefit.pth"
 HEA = REFERENCE / "cace_hea25_cacefit.pth"
