@@ -1,0 +1,201 @@
+"""Ship a trained model: copy it into pretrained/<name>/ and write its model card from the numbers
+recorded with it (the model file's metadata, the sanity summary, the benchmark results).
+
+    python scripts/model_card.py water --run runs/water --sanity sanity/water/summary.json \
+        [--benchmark benchmarks/results/cpu.json]
+
+The card's prose (data source, licence, DFT level, intended use and limits) is kept in this
+script per model; every number comes from a file, so the card can be regenerated after a
+retraining without retyping anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROSE = {
+    "water": {
+        "title": "water: liquid water at the PBE0 level",
+        "data": (
+            "`../shared/data/water/water_pbe0_train.xyz`: 320 frames of 64 H2O (192 atoms, periodic cubic "
+            "box, 0.993 g/cm3), energies and forces from PBE0 DFT; no stress. From the DeePMD-kit "
+            "repository's examples/water/data (data_0..data_2), licence LGPL-3.0; its authors note that "
+            "the set is small and meant for testing."),
+        "use": (
+            "Liquid water near ambient conditions (around 300 K, density near 1 g/cm3): classical and "
+            "path-integral MD, structure (g(r)), dynamics."),
+        "limits": [
+            ("Trained on one density and one box size: no stress labels, so the pressure and NPT "
+            "densities are not validated and should not be trusted."),
+            "No ice, vapour, interfaces, ions or reactive (bond-breaking) configurations in the data.",
+            "PBE0 without dispersion corrections: expect the known PBE0 biases (over-structured liquid).",
+            ("Accuracy figures come from 32 held-out frames of the same trajectories, which are correlated "
+            "with the training frames; errors on independent configurations can be larger."),
+        ],
+    },
+    "nbmotaw": {
+        "title": "nbmotaw (alias hea): Nb-Mo-Ta-W alloys at the PBE level",
+        "data": (
+            "`../shared/data/nbmotaw/nbmotaw_train.xyz`: 5,282 periodic Nb-Mo-Ta-W structures with VASP "
+            "PBE energies, forces and stress: elemental AIMD snapshots, strained cells (elastic), "
+            "surfaces and binary solid solutions. From the Materials Virtual Lab SNAP repository "
+            "(NbMoTaW/training), BSD-3-Clause; X.-G. Li, C. Chen, H. Zheng, Y. Zuo, S. P. Ong, "
+            "npj Comput. Mater. 6, 70 (2020)."),
+        "use": (
+            "bcc Nb, Mo, Ta, W and their solid solutions: lattice constants, elastic constants, phonons, "
+            "MD up to high temperatures, defects in the bulk."),
+        "limits": [
+            ("No ternary or quaternary structures in the training data: quaternary NbMoTaW is an "
+            "extrapolation in composition (checked here only for lattice constant and MD stability)."),
+            ("No liquid, no vacancy/interstitial or grain-boundary configurations beyond what the AIMD and "
+            "surface cells contain; no magnetism."),
+            "PBE: lattice constants and elastic constants inherit PBE's biases.",
+        ],
+    },
+}
+
+
+def table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def errors_table(metrics: dict) -> str:
+    rows = [["split", "structures", "E RMSE (meV/atom)", "E MAE", "F RMSE (meV/A)", "F MAE", "stress RMSE (GPa)"]]
+    for split in ("test", "valid"):
+        m = metrics.get(split) or {}
+        if not m:
+            continue
+        rows.append([split + (" (never seen)" if split == "test" else " (picks the epoch)"), str(m["n_structures"]),
+                     f"{m['energy_rmse_mev_per_atom']:.2f}", f"{m['energy_mae_mev_per_atom']:.2f}",
+                     f"{m['forces_rmse_mev_per_a']:.1f}", f"{m['forces_mae_mev_per_a']:.1f}",
+                     f"{m['stress_rmse_gpa']:.3f}" if "stress_rmse_gpa" in m else "-"])
+    return table(rows)
+
+
+def sanity_section(name: str, s: dict) -> str:
+    if name == "water":
+        return (f"NVT MD of 64 H2O at {s['temperature_target_k']:.0f} K for {s['ps']} ps ({s['thermostat']}, "
+                f"{s['timestep_fs']} fs, {s['dtype']}), `python scripts/sanity_water.py`: mean temperature "
+                f"{s['temperature_mean_k']:.1f} +- {s['temperature_std_k']:.1f} K (first/second half "
+                f"{s['temperature_first_half_k']:.1f} / {s['temperature_second_half_k']:.1f} K); longest O-H bond "
+                f"over the run {s['longest_oh_bond_a']:.2f} A, molecules intact: {s['intact']}; first O-O g(r) peak "
+                f"at {s['g_oo_first_peak_a']:.2f} A (height {s['g_oo_first_peak_height']:.2f}). "
+                "Plot: `md.png` next to the summary.")
+    rows = [["", "model a (A)", "DFT a (A)", "error (%)"]]
+    for k, v in s["lattice_constant_a"].items():
+        rows.append([k + (" (vs Vegard)" if k == "NbMoTaW" else ""), f"{v['model']:.4f}", f"{v['dft']:.4f}",
+                     f"{v['error_percent']:+.2f}"])
+    md = [["", "<T> (K)", "max RMS displacement (A)", "closest pair (A)", "stable"]]
+    for k, v in s["md"].items():
+        md.append([k, f"{v['temperature_mean_k']:.0f}", f"{v['rmsd_max_a']:.3f}", f"{v['min_distance_min_a']:.2f}",
+                   str(v["stable"])])
+    st = s["settings"]
+    return ("Lattice constants from a cell relaxation (float64), against the DFT zero-pressure lattice constant "
+            "of each element's strained cells in the data; the solid solution against Vegard's law "
+            "(`python scripts/sanity_nbmotaw.py`):\n\n" + table(rows) +
+            f"\n\nNVT MD at {st['temperature_k']:.0f} K, {st['ps']} ps, {st['atoms_per_md_cell']} atoms "
+            f"({st['thermostat']}, {st['timestep_fs']} fs):\n\n" + table(md))
+
+
+def speed_section(name: str, bench: dict | None) -> str:
+    if not bench:
+        return "Not measured yet: `python benchmarks/benchmark.py --models " + name + "`."
+    rows = [["device", "dtype", "atoms", "median ms per E+F call", "atom-steps/s"]]
+    for r in bench["results"]:
+        if r.get("model") == name and "error" not in r and not r.get("stress"):
+            rows.append([r["device"], r["dtype"], str(r["n_atoms"]), f"{1e3 * r['median_s']:.1f}",
+                         f"{r['atom_steps_per_s']:.3g}"])
+    return f"Machine: {bench['machine']}, {bench['date']}.\n\n" + table(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(PROSE))
+    p.add_argument("--run", required=True, help="the training output folder (with model.pt)")
+    p.add_argument("--sanity", help="summary.json of the sanity script")
+    p.add_argument("--benchmark", help="a results JSON of benchmarks/benchmark.py")
+    args = p.parse_args(argv)
+
+    from ase.data import chemical_symbols
+
+    from cace_calc import load_model
+
+    dest = ROOT / "pretrained" / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(args.run) / "model.pt", dest / "model.pt")
+    model = load_model(dest / "model.pt")
+    meta, cfg, text = model.metadata, model.config, PROSE[args.name]
+    recipe = meta["recipe"]
+    sanity = json.loads(Path(args.sanity).read_text()) if args.sanity else None
+    bench = json.loads(Path(args.benchmark).read_text()) if args.benchmark else None
+    hyper = table([["setting", "value"], ["elements", " ".join(chemical_symbols[z] for z in cfg.elements)],
+                   ["cutoff", f"{cfg.cutoff} A (polynomial, p = {cfg.cutoff_p:g})"],
+                   ["radial", f"{cfg.n_rbf} Bessel functions -> {cfg.n_radial} channels"],
+                   ["angular / body order", f"l_max {cfg.l_max}, nu_max {cfg.nu_max}"],
+                   ["element embedding", f"{cfg.n_embed} ({cfg.n_embed ** 2} channels)"],
+                   ["message passing", (f"{cfg.n_layers} layer(s) of {', '.join(cfg.messages)}; "
+                                       f"avg_num_neighbors {cfg.avg_num_neighbors}")],
+                   ["readout", f"MLP {cfg.readout_hidden} + linear"],
+                   ["parameters", str(meta.get("n_parameters"))]])
+    t = recipe["training"]
+    card = f"""# {text['title']}
+
+Load it by name: `CACECalculator("{args.name}")`, `cace-calc ... --model {args.name}`.
+Trained with cace_calc from the recipe `train.yaml` in this folder ({meta['trained_with']}).
+
+## Intended use
+{text['use']}
+
+## Known limits
+""" + "\n".join(f"- {x}" for x in text["limits"]) + f"""
+
+## Data
+{text['data']}
+
+Split (seeded, recorded in the model file's metadata): {len(meta['split']['train'])} structures for
+training, {len(meta['split']['valid'])} for validation (choosing the best epoch) and
+{len(meta['split']['test'])} for test (never trained on and never used for any choice).
+
+## Errors
+Measured on the test split by the training run (EMA weights of the best epoch, float64):
+
+{errors_table(meta['metrics'])}
+
+Re-measure: `cace-calc eval ../shared/data/... --model {args.name}` on any labelled set;
+`tests/test_pretrained.py` re-evaluates a fixed subset of the test split.
+
+## Hyperparameters and training
+{hyper}
+
+Training: {t['epochs']} epochs, batch {t['batch_size']}, Adam lr {t['lr']} (warm-up {t['warmup_epochs']} epochs,
+cosine to {t['lr_min']}), EMA {t['ema_decay']}, gradient clip {t['grad_clip']}, {t['dtype']}; loss weights
+(energy per atom, forces, stress) by epoch: {', '.join(f"from {s['from_epoch']}: {s['energy']:g}/{s['forces']:g}/{s['stress']:g}" for s in t['loss'])};
+E0 by least squares on the training split. Best epoch: {meta['epoch']}. Reproduce:
+`cace-calc train pretrained/{args.name}/train.yaml`.
+
+## Physical sanity
+{sanity_section(args.name, sanity) if sanity else 'Not run yet.'}
+
+## Speed
+{speed_section(args.name, bench)}
+
+## Licence
+The model weights: MIT, as cace_calc. The training data keeps its own licence (above).
+"""
+    (dest / "README.md").write_text(card)
+    shutil.copyfile(Path(args.run) / "log.jsonl", dest / "training_log.jsonl")
+    if sanity:
+        (dest / "sanity.json").write_text(json.dumps(sanity, indent=1))
+    print(f"wrote {dest / 'model.pt'}, {dest / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
