@@ -57,44 +57,26 @@ def read_structures(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
 
 
 def labels_of(atoms: Atoms, where: str, *, stress: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
-    """Energy (eV), forces (eV/A) and, if asked, the 3x3 stress (eV/A^3) stored with ``atoms``.
+    """Energy (eV), forces (eV/A) and, if asked, the 3x3 stress (eV/A^3) stored with ``atoms``
+    (found as :func:`cace_calc.evaluate.reference_labels` finds them); DataError if one is
+    missing, misshapen or not finite."""
+    from ..evaluate import reference_labels
 
-    Labels are looked up on the attached calculator first (``ase.io.read`` puts them there),
-    then in ``atoms.info`` / ``atoms.arrays`` under the keys energy/forces/stress.
-    """
-    calc = atoms.calc
-    results = dict(calc.results) if calc is not None else {}
-    energy = results.get("energy", results.get("free_energy", atoms.info.get("energy")))
-    forces = results.get("forces", atoms.arrays.get("forces"))
-    if energy is None:
-        raise DataError(f"{where} has no energy label")
-    if forces is None:
-        raise DataError(f"{where} has no forces label")
-    forces = np.asarray(forces, dtype=np.float64)
-    if forces.shape != (len(atoms), 3):
-        raise DataError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
-    sigma = None
-    if stress:
-        s = results.get("stress", atoms.info.get("stress"))
-        if s is None:
-            raise DataError(f"{where} has no stress label, but stress is in the loss "
-                            "(set the stress weight to 0 or give stress for every frame)")
-        s = np.asarray(s, dtype=np.float64)
-        if s.shape == (6,):
-            from ase.stress import voigt_6_to_full_3x3_stress
-
-            s = voigt_6_to_full_3x3_stress(s)
-        elif s.shape == (9,):
-            s = s.reshape(3, 3)
-        if s.shape != (3, 3):
-            raise DataError(f"{where}: stress has shape {s.shape}, expected 6 (Voigt) or 3x3")
-        if not atoms.pbc.all():
-            raise DataError(f"{where} has a stress label but is not periodic in all directions")
-        sigma = s
-    values = [float(energy), forces] + ([sigma] if sigma is not None else [])
+    try:
+        labels = reference_labels(atoms)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
+    for key in ("energy", "forces") + (("stress",) if stress else ()):
+        if key not in labels:
+            hint = (" (set the stress weight to 0 or give stress for every frame)" if key == "stress" else "")
+            raise DataError(f"{where} has no {key} label{hint}")
+    if stress and not atoms.pbc.all():
+        raise DataError(f"{where} has a stress label but is not periodic in all directions")
+    sigma = labels["stress"] if stress else None
+    values = [labels["energy"], labels["forces"]] + ([sigma] if stress else [])
     if not all(np.isfinite(v).all() for v in values):
         raise DataError(f"{where} has NaN or infinite labels")
-    return float(energy), forces, sigma
+    return labels["energy"], labels["forces"], sigma
 
 
 def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float, *,
