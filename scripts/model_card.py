@@ -17,6 +17,9 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = {"water": ROOT.parent / "shared" / "data" / "water" / "water_pbe0_train.xyz",
+        "nbmotaw": ROOT.parent / "shared" / "data" / "nbmotaw" / "nbmotaw_train.xyz"}
+N_CHECK = 8  # test-split structures re-evaluated by tests/test_pretrained.py
 
 PROSE = {
     "water": {
@@ -193,6 +196,16 @@ The model weights: MIT, as cace_calc. The training data keeps its own licence (a
     shutil.copyfile(Path(args.run) / "log.jsonl", dest / "training_log.jsonl")
     if sanity:
         (dest / "sanity.json").write_text(json.dumps(sanity, indent=1))
+    # the errors of a fixed subset of the test split, which tests/test_pretrained.py reproduces
+    import ase.io
+
+    from cace_calc.evaluate import evaluate_structures
+
+    indices = sorted(meta["split"]["test"])[:N_CHECK]
+    images = [ase.io.read(DATA[args.name], index=i) for i in indices]
+    check = {"data": DATA[args.name].name, "indices": indices,
+             "metrics": evaluate_structures(images, model).metrics}
+    (dest / "check.json").write_text(json.dumps(check, indent=1))
     print(f"wrote {dest / 'model.pt'}, {dest / 'README.md'}")
     return 0
 
