@@ -19,12 +19,13 @@ TARGETS = {"water": {"energy_rmse_mev_per_atom": 1.0, "forces_rmse_mev_per_a": 4
            "nbmotaw": {"energy_rmse_mev_per_atom": 5.0, "forces_rmse_mev_per_a": 120.0, "stress_rmse_gpa": 0.5}}
 
 
-SHIPPED = ["water"]  # nbmotaw joins when its training ends
+SHIPPED = ["water", "nbmotaw"]
 
 
 def test_shipped_models_are_installed():
     assert set(SHIPPED) <= set(available_models())
     assert load_model("water").config.elements == [1, 8]
+    assert load_model("hea").config.elements == load_model("nbmotaw").config.elements == [41, 42, 73, 74]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
