@@ -13,6 +13,7 @@ import os
 import pickle
 import types
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -39,7 +40,7 @@ class _Record:
 
 
 class _InertUnpickler(pickle.Unpickler):
-    _records: dict[tuple[str, str], type] = {}
+    _records: ClassVar[dict[tuple[str, str], type]] = {}
 
     def find_class(self, module, name):
         if module == "cace" or module.startswith("cace."):

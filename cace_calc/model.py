@@ -165,18 +165,18 @@ class CACE(torch.nn.Module):
         chunks = _edge_chunks(receivers, n_atoms, self.max_edges_per_chunk)
         cache: dict = {}
 
-        def block(vec, recv, n_recv) -> _EdgeBlock:
+        def block(vec, recv, send, n_recv) -> _EdgeBlock:
             if len(chunks) > 1:
-                return _EdgeBlock(self, vec, recv, n_recv)
+                return _EdgeBlock(self, vec, recv, send, n_recv)
             if "block" not in cache:  # one chunk: the edge basis is shared by all layers
-                cache["block"] = _EdgeBlock(self, vec, recv, n_recv)
+                cache["block"] = _EdgeBlock(self, vec, recv, send, n_recv)
             return cache["block"]
 
         def layer0_sums(vec, recv, send, n_recv, node_theta):
-            return block(vec, recv, n_recv).layer0(node_theta.index_select(0, send))
+            return block(vec, recv, send, n_recv).layer0(node_theta)
 
         def message_sums(vec, recv, send, n_recv, sender_w):
-            return block(vec, recv, n_recv).message(sender_w, send)
+            return block(vec, recv, send, n_recv).message(sender_w)
 
         def over_chunks(fn, node_input):
             outs = []
@@ -189,9 +189,9 @@ class CACE(torch.nn.Module):
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
         def to_nodes(sums: torch.Tensor) -> torch.Tensor:
-            """Edge sums [N, F, n, V] weighted by the sender factor a (F = a) or by a and b
+            """Edge sums [N, V, n, F] weighted by the sender factor a (F = a) or by a and b
             (F = (a, b)) -> A [V, (a, b), N, n], times the receiver factor theta_r[z_i, b]."""
-            sums = sums.permute(3, 1, 0, 2)  # [V, F, N, n]
+            sums = sums.permute(1, 3, 0, 2)  # [V, F, N, n]
             sums = sums.reshape(sums.shape[0], n_emb, -1, n_atoms, n_rbf)  # [V, a, b or 1, N, n]
             return (sums * theta_r_nodes).reshape(-1, n_ch, n_atoms, n_rbf)
 
@@ -305,44 +305,51 @@ class _EdgeBlock:
     """The edge basis of one chunk of receivers and the two edge sums of CACE.
 
     ``vectors`` [E, 3] are the chunk's edge vectors, ``receivers`` [E] its receivers numbered
-    from 0 (sorted), ``n_atoms`` the number of receivers in the chunk.
+    from 0 (sorted), ``senders`` [E] its senders (indices into the whole system), ``n_atoms``
+    the number of receivers in the chunk.
+
+    Edges are placed in zero-padded per-receiver blocks of K slots (K = most neighbours of any
+    atom) with the slot axis last, [N, F, K]: element-wise products then run over contiguous
+    rows of K, and the sums over each receiver's edges are batched matmuls with contiguous
+    operands (CPU BLAS then runs one batched GEMM), so the [E, n, V, C] message is never formed.
+    Empty slots hold a vector beyond the cutoff, whose radial functions (and gradients) are zero.
     """
 
-    def __init__(self, model: CACE, vectors: torch.Tensor, receivers: torch.Tensor, n_atoms: int):
+    def __init__(self, model: CACE, vectors: torch.Tensor, receivers: torch.Tensor, senders: torch.Tensor,
+                 n_atoms: int):
         self.model, self.n_atoms = model, n_atoms
-        d = torch.linalg.vector_norm(vectors, dim=-1)
-        unit = vectors / (d + 1e-9).unsqueeze(-1)
-        self.radial = model.bessel(d) * model.cutoff_fn(d).unsqueeze(-1)  # [E, n]
-        # Sums over the edges of each receiver are batched matmuls over zero-padded blocks
-        # [N, K, F] (K = most neighbours of any atom) with contiguous operands (CPU BLAS then
-        # runs one batched GEMM), so the [E, n, V, C] message is never formed.
-        self.pad = _ReceiverBlocks(receivers, n_atoms)
-        self.angular = self.pad(model.angular(unit))  # [N, K, V]
-        self._basis = None
+        pad = _ReceiverBlocks(receivers, n_atoms)
+        self.k = pad.k
+        far = vectors.new_tensor([2.0 * model.cutoff + 1.0, 0.0, 0.0])
+        vec = pad(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
+        self.senders = pad(senders.unsqueeze(-1), senders.new_zeros(1)).view(-1)  # [N * K]
+        d = (vec * vec).sum(dim=1).sqrt()  # [N, K] (vector_norm over a middle axis is slow on CPU)
+        unit = vec / (d + 1e-9).unsqueeze(1)
+        radial = model.bessel(d, dim=1) * model.cutoff_fn(d).unsqueeze(1)  # [N, n, K]
+        angular = model.angular(unit, dim=1)  # [N, V, K]
+        self.n_rbf, self.n_v = radial.shape[1], angular.shape[1]
+        # R[e, n] Y[e, v] of each order l as rows (v, n): blocks [N, V_l * n, K]
+        self.basis = [(angular[:, v0:v1].unsqueeze(2) * radial.unsqueeze(1)).view(n_atoms, -1, self.k)
+                      for v0, v1 in model.angular.l_blocks]
 
-    def layer0(self, sender_theta: torch.Tensor) -> torch.Tensor:
-        """sum_e theta[e, a] R[e, n] Y[e, v] per receiver: [N, a, n, V] from rows [E, a]."""
-        n_emb, n_rbf = sender_theta.shape[1], self.radial.shape[1]
-        rows = self.pad((sender_theta.unsqueeze(-1) * self.radial.unsqueeze(1)).reshape(-1, n_emb * n_rbf))
-        return torch.bmm(rows.transpose(1, 2), self.angular).view(self.n_atoms, n_emb, n_rbf, -1)
+    def layer0(self, node_theta: torch.Tensor) -> torch.Tensor:
+        """sum_e theta[s(e), a] R[e, n] Y[e, v] per receiver: [N, V, n, a] from node rows [N_all, a]."""
+        theta = node_theta.index_select(0, self.senders).view(self.n_atoms, self.k, -1)  # [N, K, a]
+        sums = torch.cat([torch.bmm(basis_l, theta) for basis_l in self.basis], dim=1)
+        return sums.view(self.n_atoms, self.n_v, self.n_rbf, -1)
 
-    def message(self, sender_w: torch.Tensor, senders: torch.Tensor) -> torch.Tensor:
-        """sum_e W[s(e), l(v), c] R[e, n] Y[e, v] per receiver: [N, C, n, V] from node
-        weights [N_all, L, C] and the chunk's senders [E]."""
-        if self._basis is None:  # R[e, n] Y[e, v] of each order l as blocks [N, K, n * V_l]
-            radial_p = self.pad(self.radial)
-            self._basis = [(radial_p.unsqueeze(-1) * self.angular[:, :, None, v0:v1]).reshape(self.n_atoms, self.pad.k, -1)
-                           for v0, v1 in self.model.angular.l_blocks]
-        n_ch, n_rbf = sender_w.shape[2], self.radial.shape[1]
+    def message(self, sender_w: torch.Tensor) -> torch.Tensor:
+        """sum_e W[s(e), l(v), c] R[e, n] Y[e, v] per receiver: [N, V, n, C] from node weights
+        [N_all, L, C]."""
         parts = []
-        for l, basis_l in enumerate(self._basis):
-            w_l = self.pad(sender_w[:, l].index_select(0, senders))  # [N, K, C]
-            parts.append(torch.bmm(w_l.transpose(1, 2), basis_l).view(self.n_atoms, n_ch, n_rbf, -1))
-        return torch.cat(parts, dim=3)
+        for l, basis_l in enumerate(self.basis):
+            w_l = sender_w[:, l].index_select(0, self.senders).view(self.n_atoms, self.k, -1)  # [N, K, C]
+            parts.append(torch.bmm(basis_l, w_l))
+        return torch.cat(parts, dim=1).view(self.n_atoms, self.n_v, self.n_rbf, -1)
 
 
 class _ReceiverBlocks:
-    """Places per-edge rows [E, F] into zero-padded per-receiver blocks [N, K, F].
+    """Places per-edge rows [E, F] into per-receiver blocks [N, K, F] filled with ``fill``.
 
     Edge e goes to row ``rank(e)`` of block ``receivers[e]``, where rank counts the earlier edges
     of the same receiver; K is the largest number of edges of any receiver.
@@ -359,7 +366,7 @@ class _ReceiverBlocks:
         rank[order] = torch.arange(n_edges, device=receivers.device) - start[receivers[order]]
         self.index = receivers * self.k + rank
 
-    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
-        out = rows.new_zeros(self.n_atoms * self.k, rows.shape[1])
+    def __call__(self, rows: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        out = fill.expand(self.n_atoms * self.k, rows.shape[1]).clone()
         out.index_copy_(0, self.index, rows)
         return out.view(self.n_atoms, self.k, rows.shape[1])

@@ -29,7 +29,8 @@ def multinomial(v: tuple[int, int, int]) -> int:
 class CartesianAngular(torch.nn.Module):
     """L_v(u) for every exponent triple v with |v| <= l_max.
 
-    Input: unit vectors [E, 3]. Output: [E, V], V = (l_max+1)(l_max+2)(l_max+3)/6, columns in
+    Input: unit vectors with their 3 components along ``dim`` ([E, 3] by default). Output: the
+    same shape with V = (l_max+1)(l_max+2)(l_max+3)/6 components along ``dim``, in
     :func:`angular_exponents` order. Monomials of order l are built from those of order l-1 by one
     multiplication (never ``u ** v``, whose second derivative is NaN at zero exponents on some
     devices), so the loop runs over l, not over monomials.
@@ -58,14 +59,14 @@ class CartesianAngular(torch.nn.Module):
         # [start, stop) of the components of each order l (they are contiguous)
         self.l_blocks = [(l * (l + 1) * (l + 2) // 6, (l + 1) * (l + 2) * (l + 3) // 6) for l in range(l_max + 1)]
 
-    def blocks(self, unit: torch.Tensor) -> list[torch.Tensor]:
-        """The components of each order l as separate tensors [E, V_l], l = 0..l_max."""
-        blocks = [torch.ones_like(unit[:, :1])]
+    def blocks(self, unit: torch.Tensor, dim: int = 1) -> list[torch.Tensor]:
+        """The components of each order l as separate tensors (V_l along ``dim``), l = 0..l_max."""
+        blocks = [torch.ones_like(unit.narrow(dim, 0, 1))]
         for l in range(1, self.l_max + 1):
             parent = getattr(self, f"parent_{l}") - self.l_blocks[l - 1][0]
             axis = getattr(self, f"axis_{l}")
-            blocks.append(blocks[-1][:, parent] * unit[:, axis])
+            blocks.append(blocks[-1].index_select(dim, parent) * unit.index_select(dim, axis))
         return blocks
 
-    def forward(self, unit: torch.Tensor) -> torch.Tensor:
-        return torch.cat(self.blocks(unit), dim=1)
+    def forward(self, unit: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        return torch.cat(self.blocks(unit, dim), dim=dim)

@@ -9,7 +9,8 @@ class BesselBasis(torch.nn.Module):
     """g_n(d) = P sin(w_n d) / d for n = 1..n_rbf, d in Angstrom.
 
     w_n are trainable and start at n pi / r_c; P = sqrt(2 / r_c) is a stored buffer so that a
-    converted model uses its stored value bit for bit. Output [E, n_rbf].
+    converted model uses its stored value bit for bit. Output: d's shape with a new axis of
+    size n_rbf inserted at ``dim`` ([E] -> [E, n_rbf] by default).
     """
 
     def __init__(self, n_rbf: int, cutoff: float):
@@ -18,9 +19,11 @@ class BesselBasis(torch.nn.Module):
         self.freqs = torch.nn.Parameter(freqs)
         self.register_buffer("prefactor", torch.tensor(math.sqrt(2.0 / cutoff), dtype=torch.float64))
 
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
-        d = d.unsqueeze(-1)
-        return self.prefactor * torch.sin(self.freqs * d) / d
+    def forward(self, d: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        d = d.unsqueeze(dim)
+        trailing = d.dim() - 1 - (dim % d.dim())
+        freqs = self.freqs.view(-1, *([1] * trailing))
+        return self.prefactor * torch.sin(freqs * d) / d
 
 
 class PolynomialCutoff(torch.nn.Module):
