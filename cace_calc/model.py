@@ -227,9 +227,9 @@ class CACE(torch.nn.Module):
         return self.readout(x)
 
     def use_compiled_kernels(self) -> CACE:
-        """Fuse the symmetriser's gathers and products into compiled kernels (torch.compile,
-        dynamic shapes): ~2.5x faster symmetriser on CPU, same numbers. The first call compiles
-        (seconds to a minute); needs a C++ compiler on CPU. Returns the model."""
+        """Fuse the symmetriser's products and sums into one compiled kernel per pass
+        (torch.compile, dynamic shapes), same numbers. The first call compiles (seconds to a
+        minute); needs a C++ compiler on CPU. Returns the model."""
         # kept out of the module tree so that state_dict and model files do not change
         self.__dict__["_compiled_symmetrizer"] = torch.compile(self.symmetrizer, dynamic=True)
         return self
