@@ -91,7 +91,7 @@ def run_case(model: str, system: str, n_atoms: int, device: str, dtype: str, rep
 
     def nl():
         t = time.perf_counter()
-        g = build_graph([atoms], net.config.elements, net.cutoff).to(device=dev)
+        g = build_graph([atoms], net.config.elements, net.cutoff, device=dev)
         sync()
         return g, time.perf_counter() - t
 

@@ -77,8 +77,7 @@ class CACECalculator(Calculator):
         self.model = model
 
     def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
-        graph = build_graph(images, self.model.config.elements, self.model.cutoff)
-        graph = graph.to(device=self.device)
+        graph = build_graph(images, self.model.config.elements, self.model.cutoff, device=self.device)
         out = self.model(graph, forces=True, stress=stress)
         out = {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
         if stress:  # only fully periodic structures have a stress; drop the others' values

@@ -81,49 +81,68 @@ def check_atoms(atoms: Atoms) -> None:
             raise InvalidAtomsError("periodic cell has zero volume")
 
 
-def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full neighbour list within ``cutoff`` (A), periodic images included, self-edges removed.
+def neighbour_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc: Sequence[bool],
+                    cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full neighbour list within ``cutoff`` (A) of one structure, on the device of
+    ``positions`` [N, 3] (A; cell [3, 3] rows in A): vesin's torch cell lists, which run on
+    the CPU and on CUDA, so a GPU step needs no neighbour list on the host.
 
-    Returns receivers [E] (sorted), senders [E] and Cartesian shifts [E, 3] such that
-    r_e = x_receiver - x_sender + shift. Works for cells smaller than the cutoff, triclinic
-    cells, mixed periodicity and isolated molecules.
+    Returns receivers [E] (sorted, then by sender), senders [E] and Cartesian shifts [E, 3]
+    such that r_e = x_receiver - x_sender + shift; periodic images included, self-edges removed.
     """
-    import vesin
+    from vesin_torch import NeighborList
 
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
-    i, j, shift_idx = nl.compute(atoms.positions, atoms.cell.array, atoms.pbc.tolist(), quantities="ijS")
+    periodic = torch.tensor([bool(p) for p in pbc])
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shift_idx = nl.compute(points=positions, box=cell, periodic=periodic.to(positions.device),
+                                 quantities="ijS")
+    i, j = i.long(), j.long()
+    order = torch.argsort(i * positions.shape[0] + j, stable=True)
     # vesin's vector is x_j - x_i + S @ cell. The list is full, so the edge i <- j with vector
-    # x_i - x_j - S @ cell is in it too: take i as the receiver, so edges come sorted by receiver
-    shifts = -(shift_idx.astype(np.float64) @ atoms.cell.array)
-    return i.astype(np.int64), j.astype(np.int64), shifts
+    # x_i - x_j - S @ cell is in it too: take i as the receiver
+    shifts = -(shift_idx[order].to(cell.dtype) @ cell)
+    return i[order], j[order], shifts
 
 
-def build_graph(images: Sequence[Atoms], elements: Sequence[int], cutoff: float) -> Graph:
-    """Batch ``images`` into one float64 CPU :class:`Graph` for a model with ``elements`` and
-    ``cutoff`` (A). Move it with :meth:`Graph.to`."""
+def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbour_pairs` of ``atoms`` on the CPU as numpy arrays (receivers, senders,
+    shifts in A). Works for cells smaller than the cutoff, triclinic cells, mixed periodicity
+    and isolated molecules."""
+    r, s, sh = neighbour_pairs(torch.from_numpy(atoms.positions.astype(np.float64)),
+                               torch.from_numpy(atoms.cell.array.astype(np.float64)), atoms.pbc, cutoff)
+    return r.numpy(), s.numpy(), sh.numpy()
+
+
+def build_graph(images: Sequence[Atoms], elements: Sequence[int], cutoff: float,
+                device: torch.device | str | None = None) -> Graph:
+    """Batch ``images`` into one float64 :class:`Graph` on ``device`` (default CPU) for a model
+    with ``elements`` and ``cutoff`` (A); the neighbour lists are built on that device."""
     if len(images) == 0:
         raise ValueError("images is empty: give at least one structure")
-    pos, spec, recv, send, shifts, batch = [], [], [], [], [], []
+    device = torch.device(device or "cpu")
+    pos, spec, recv, send, shifts, cells, batch = [], [], [], [], [], [], []
     offset = 0
     for g, atoms in enumerate(images):
         check_atoms(atoms)
         spec.append(species_indices(atoms.numbers, elements))
-        r, s, sh = neighbour_list(atoms, cutoff)
+        x = torch.from_numpy(atoms.positions.astype(np.float64)).to(device)
+        cell = torch.from_numpy(atoms.cell.array.astype(np.float64)).to(device)
+        r, s, sh = neighbour_pairs(x, cell, atoms.pbc, cutoff)
         recv.append(r + offset)
         send.append(s + offset)
         shifts.append(sh)
-        pos.append(atoms.positions)
-        batch.append(np.full(len(atoms), g, dtype=np.int64))
+        pos.append(x)
+        cells.append(cell)
+        batch.append(torch.full((len(atoms),), g, dtype=torch.long, device=device))
         offset += len(atoms)
-    t = torch.from_numpy
     return Graph(
-        positions=t(np.concatenate(pos)).to(torch.float64),
-        species=t(np.concatenate(spec)),
-        receivers=t(np.concatenate(recv)),
-        senders=t(np.concatenate(send)),
-        shifts=t(np.concatenate(shifts)).to(torch.float64),
-        cell=t(np.stack([a.cell.array for a in images])).to(torch.float64),
-        pbc=t(np.stack([a.pbc for a in images])),
-        batch=t(np.concatenate(batch)),
+        positions=torch.cat(pos),
+        species=torch.from_numpy(np.concatenate(spec)).to(device),
+        receivers=torch.cat(recv),
+        senders=torch.cat(send),
+        shifts=torch.cat(shifts),
+        cell=torch.stack(cells),
+        pbc=torch.from_numpy(np.stack([a.pbc for a in images])).to(device),
+        batch=torch.cat(batch),
         n_graphs=len(images),
     )

@@ -258,3 +258,19 @@ def test_check_atoms_rejects_bad_structures(make, match):
 def test_check_atoms_rejects_non_atoms():
     with pytest.raises(TypeError, match="ase.Atoms"):
         check_atoms(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_pairs_sorted_by_receiver_then_sender(name):
+    atoms = SYSTEMS[name]()
+    r, s, _ = neighbour_list(atoms, CUTOFF)
+    key = r * len(atoms) + s
+    assert (np.diff(key) >= 0).all()
+
+
+def test_build_graph_on_a_device_keeps_everything_there():
+    graph = build_graph([slab(), water_cluster()], [1, 6, 8], CUTOFF, device="cpu")
+    tensors = [getattr(graph, f) for f in ("positions", "species", "receivers", "senders", "shifts", "cell",
+                                           "pbc", "batch")]
+    assert all(t.device.type == "cpu" for t in tensors)
+    assert graph.positions.dtype == torch.float64 and graph.receivers.dtype == torch.long
