@@ -226,12 +226,23 @@ class CACE(torch.nn.Module):
         x = torch.stack([features_of(b) for b in features], dim=-1).reshape(n_atoms, -1)
         return self.readout(x)
 
+    def edge_basis(self, vec: torch.Tensor) -> list[torch.Tensor]:
+        """R[e, n] Y[e, v] of each order l as rows (v, n), blocks [N, V_l * n, K], from edge
+        vectors in per-receiver slots [N, 3, K] (A)."""
+        d = (vec * vec).sum(dim=1).sqrt()  # [N, K] (vector_norm over a middle axis is slow on CPU)
+        unit = vec / (d + 1e-9).unsqueeze(1)
+        radial = self.bessel(d, dim=1) * self.cutoff_fn(d).unsqueeze(1)  # [N, n, K]
+        angular = self.angular(unit, dim=1)  # [N, V, K]
+        return [(angular[:, v0:v1].unsqueeze(2) * radial.unsqueeze(1)).flatten(1, 2)
+                for v0, v1 in self.angular.l_blocks]
+
     def use_compiled_kernels(self) -> CACE:
         """Fuse the symmetriser's products and sums into one compiled kernel per pass
         (torch.compile, dynamic shapes), same numbers. The first call compiles (seconds to a
         minute); needs a C++ compiler on CPU. Returns the model."""
         # kept out of the module tree so that state_dict and model files do not change
         self.__dict__["_compiled_symmetrizer"] = torch.compile(self.symmetrizer, dynamic=True)
+        self.__dict__["_compiled_edge_basis"] = torch.compile(self.edge_basis, dynamic=True)
         return self
 
     def _symmetrize(self, a: torch.Tensor) -> torch.Tensor:
@@ -323,14 +334,9 @@ class _EdgeBlock:
         far = vectors.new_tensor([2.0 * model.cutoff + 1.0, 0.0, 0.0])
         vec = pad(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
         self.senders = pad(senders.unsqueeze(-1), senders.new_zeros(1)).view(-1)  # [N * K]
-        d = (vec * vec).sum(dim=1).sqrt()  # [N, K] (vector_norm over a middle axis is slow on CPU)
-        unit = vec / (d + 1e-9).unsqueeze(1)
-        radial = model.bessel(d, dim=1) * model.cutoff_fn(d).unsqueeze(1)  # [N, n, K]
-        angular = model.angular(unit, dim=1)  # [N, V, K]
-        self.n_rbf, self.n_v = radial.shape[1], angular.shape[1]
-        # R[e, n] Y[e, v] of each order l as rows (v, n): blocks [N, V_l * n, K]
-        self.basis = [(angular[:, v0:v1].unsqueeze(2) * radial.unsqueeze(1)).view(n_atoms, -1, self.k)
-                      for v0, v1 in model.angular.l_blocks]
+        self.n_rbf, self.n_v = model.config.n_rbf, model.angular.n_components
+        self.basis = model.__dict__.get("_compiled_edge_basis", model.edge_basis)(vec)
+
 
     def layer0(self, node_theta: torch.Tensor) -> torch.Tensor:
         """sum_e theta[s(e), a] R[e, n] Y[e, v] per receiver: [N, V, n, a] from node rows [N_all, a]."""
