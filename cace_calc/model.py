@@ -7,6 +7,7 @@ components, C = N_emb^2 element channels, S invariants. Units: Angstrom and eV.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field, fields
 
@@ -21,6 +22,7 @@ from .nn.readout import Readout
 from .nn.symmetrize import Symmetrizer
 
 DEFAULT_MAX_EDGES_PER_CHUNK = 1 << 20
+EDGES_PER_TILE = 1 << 15  # per-edge tensors of a tile stay below ~8 MB (float32)
 
 
 @dataclass
@@ -165,18 +167,22 @@ class CACE(torch.nn.Module):
         chunks = _edge_chunks(receivers, n_atoms, self.max_edges_per_chunk)
         cache: dict = {}
 
-        def block(vec, recv, send, n_recv) -> _EdgeBlock:
-            if len(chunks) > 1:
-                return _EdgeBlock(self, vec, recv, send, n_recv)
-            if "block" not in cache:  # one chunk: the edge basis is shared by all layers
-                cache["block"] = _EdgeBlock(self, vec, recv, send, n_recv)
-            return cache["block"]
+        def tiles(vec, recv, send, n_recv) -> list[_EdgeBlock]:
+            """The chunk's receivers in tiles of about EDGES_PER_TILE edges: small tensors stay
+            in the allocator's cache instead of being mapped fresh (page faults) on every call."""
+            if len(chunks) == 1 and "tiles" in cache:  # one chunk: the edge basis serves all layers
+                return cache["tiles"]
+            out = [_EdgeBlock(self, vec[e0:e1], recv[e0:e1] - a0, send[e0:e1], a1 - a0)
+                   for a0, a1, e0, e1 in _edge_chunks(recv, n_recv, EDGES_PER_TILE)]
+            if len(chunks) == 1:
+                cache["tiles"] = out
+            return out
 
         def layer0_sums(vec, recv, send, n_recv, node_theta):
-            return block(vec, recv, send, n_recv).layer0(node_theta)
+            return torch.cat([t.layer0(node_theta) for t in tiles(vec, recv, send, n_recv)], dim=0)
 
         def message_sums(vec, recv, send, n_recv, sender_w):
-            return block(vec, recv, send, n_recv).message(sender_w)
+            return torch.cat([t.message(sender_w) for t in tiles(vec, recv, send, n_recv)], dim=0)
 
         def over_chunks(fn, node_input):
             outs = []
@@ -296,20 +302,19 @@ class CACE(torch.nn.Module):
 
 
 def _edge_chunks(receivers: torch.Tensor, n_atoms: int, max_edges: int) -> list[tuple[int, int, int, int]]:
-    """Split atoms into consecutive ranges whose edges (receivers sorted) number at most
-    ``max_edges`` (or one atom's edges): a list of (atom_start, atom_stop, edge_start, edge_stop)."""
+    """Split atoms into consecutive ranges of about ``max_edges`` edges (receivers sorted; a range
+    holds at most ``max_edges`` plus one atom's edges): a list of (atom_start, atom_stop,
+    edge_start, edge_stop)."""
     n_edges = receivers.shape[0]
     if n_edges <= max_edges:
         return [(0, n_atoms, 0, n_edges)]
-    starts = torch.searchsorted(receivers, torch.arange(n_atoms + 1, device=receivers.device)).tolist()
-    chunks, a0 = [], 0
-    while a0 < n_atoms:
-        a1 = a0 + 1
-        while a1 < n_atoms and starts[a1 + 1] - starts[a0] <= max_edges:
-            a1 += 1
-        chunks.append((a0, a1, starts[a0], starts[a1]))
-        a0 = a1
-    return chunks
+    starts = torch.searchsorted(receivers, torch.arange(n_atoms + 1, device=receivers.device))
+    # an atom belongs to the range its first edge falls in
+    first = torch.ones(n_atoms, dtype=torch.bool, device=receivers.device)
+    first[1:] = (starts[1:-1] // max_edges) != (starts[:-2] // max_edges)
+    bounds = torch.nonzero(first).flatten().tolist() + [n_atoms]
+    starts = starts.tolist()
+    return [(a0, a1, starts[a0], starts[a1]) for a0, a1 in itertools.pairwise(bounds)]
 
 
 class _EdgeBlock:

@@ -1,6 +1,8 @@
 """Edges processed in chunks of receivers (bounded memory for large systems) give the same
 energies, forces and stress as one pass, including the training path and unsorted edges."""
 
+import itertools
+
 import pytest
 import torch
 from conftest import make_model, periodic_cell, water_cluster
@@ -88,3 +90,32 @@ def test_compiled_kernels_give_the_same_numbers():
     for k in ref:
         torch.testing.assert_close(out[k], ref[k], rtol=1e-10, atol=1e-12, msg=k)
     assert set(calc.model.state_dict()) == set(model.state_dict())  # model files unchanged
+
+
+@pytest.mark.parametrize("tile", [50, 300])
+def test_tiles_within_a_chunk_equal_one_tile(chunk_model, graph, monkeypatch, tile):
+    """Receivers split into tiles (small tensors; no recomputation) give the same numbers, alone
+    and inside checkpointed chunks."""
+    import cace_calc.model as model_module
+
+    ref = chunk_model(graph, stress=True)
+    ref_chunked = run_with_chunks(chunk_model, graph, 333)
+    monkeypatch.setattr(model_module, "EDGES_PER_TILE", tile)
+    assert len(_edge_chunks(graph.receivers, len(graph.species), tile)) > 2
+    for out, want in ((chunk_model(graph, stress=True), ref), (run_with_chunks(chunk_model, graph, 333), ref_chunked)):
+        for k in want:
+            torch.testing.assert_close(out[k], want[k], rtol=1e-12, atol=1e-12, msg=k)
+
+
+def test_edge_chunks_cover_every_atom_and_edge_once(graph):
+    n_atoms = len(graph.species)
+    for max_edges in (1, 37, 500, 10**6):
+        chunks = _edge_chunks(graph.receivers, n_atoms, max_edges)
+        assert chunks[0][0] == 0 and chunks[0][2] == 0
+        assert chunks[-1][1] == n_atoms and chunks[-1][3] == len(graph.receivers)
+        for (a0, a1, e0, e1), (b0, _, f0, _) in itertools.pairwise(chunks):
+            assert a1 == b0 and e1 == f0 and a1 > a0
+        degree = torch.bincount(graph.receivers, minlength=n_atoms)
+        for a0, a1, e0, e1 in chunks:
+            assert e1 - e0 == int(degree[a0:a1].sum())
+            assert e1 - e0 <= max_edges + int(degree[a0:a1].max())
