@@ -93,7 +93,7 @@ def sanity_section(name: str, s: dict) -> str:
                 f"{s['temperature_first_half_k']:.1f} / {s['temperature_second_half_k']:.1f} K); longest O-H bond "
                 f"over the run {s['longest_oh_bond_a']:.2f} A, molecules intact: {s['intact']}; first O-O g(r) peak "
                 f"at {s['g_oo_first_peak_a']:.2f} A (height {s['g_oo_first_peak_height']:.2f}). "
-                "Plot: `md.png` next to the summary.")
+                "Plot: [sanity.png](sanity.png).")
     rows = [["", "model a (A)", "DFT a (A)", "error (%)"]]
     for k, v in s["lattice_constant_a"].items():
         rows.append([k + (" (vs Vegard)" if k == "NbMoTaW" else ""), f"{v['model']:.4f}", f"{v['dft']:.4f}",
@@ -101,13 +101,13 @@ def sanity_section(name: str, s: dict) -> str:
     md = [["", "<T> (K)", "max RMS displacement (A)", "closest pair (A)", "stable"]]
     for k, v in s["md"].items():
         md.append([k, f"{v['temperature_mean_k']:.0f}", f"{v['rmsd_max_a']:.3f}", f"{v['min_distance_min_a']:.2f}",
-                   str(v["stable"])])
+                   "yes" if v["stable"] else "**no**"])
     st = s["settings"]
     return ("Lattice constants from a cell relaxation (float64), against the DFT zero-pressure lattice constant "
             "of each element's strained cells in the data; the solid solution against Vegard's law "
             "(`python scripts/sanity_nbmotaw.py`):\n\n" + table(rows) +
             f"\n\nNVT MD at {st['temperature_k']:.0f} K, {st['ps']} ps, {st['atoms_per_md_cell']} atoms "
-            f"({st['thermostat']}, {st['timestep_fs']} fs):\n\n" + table(md))
+            f"({st['thermostat']}, {st['timestep_fs']} fs):\n\n" + table(md) + "\n\nPlot: [sanity.png](sanity.png).")
 
 
 def elastic_section(summary: dict) -> str:
@@ -129,7 +129,7 @@ def elastic_section(summary: dict) -> str:
             dft = " / ".join(f"{x:.0f}" for x in cubic_constants(cells, lattice[name], 0.011)[0][:3])
         rows.append([name, " / ".join(f"{x:.0f}" for x in model), dft, f"{res['elastic']['bulk_hill_GPa']:.0f}",
                      "yes" if res["elastic"]["born_stable"] else "**no**",
-                     f"{res['phonons']['min_frequency_THz']:.2f}"])
+                     f"{round(res['phonons']['min_frequency_THz'], 2) + 0.0:.2f}"])
     return ("Elastic constants by stress-strain fits with internal relaxation at the model's own lattice "
             "constant, phonons with phonopy (5x5x5 supercells; the alloy: its 128-atom cell), "
             "`python examples/elastic_phonons_bcc.py`; the DFT values are fitted to the stresses of the "
@@ -139,12 +139,23 @@ def elastic_section(summary: dict) -> str:
 def speed_section(name: str, bench: dict | None) -> str:
     if not bench:
         return "Not measured yet: `python benchmarks/benchmark.py --models " + name + "`."
-    rows = [["device", "dtype", "atoms", "median ms per E+F call", "atom-steps/s"]]
+    rows = [["device", "dtype", "atoms", "path", "median ms per E+F call", "atom-steps/s", "peak RSS (GB)"]]
     for r in bench["results"]:
         if r.get("model") == name and "error" not in r and not r.get("stress"):
-            rows.append([r["device"], r["dtype"], str(r["n_atoms"]), f"{1e3 * r['median_s']:.1f}",
-                         f"{r['atom_steps_per_s']:.3g}"])
-    return f"Machine: {bench['machine']}, {bench['date']}.\n\n" + table(rows)
+            rows.append([r["device"], r["dtype"], str(r["n_atoms"]), "compiled" if r.get("compiled") else "eager",
+                         f"{1e3 * r['median_s']:.1f}", f"{r['atom_steps_per_s']:.3g}", f"{r['peak_rss_gb']:.2f}"])
+    m = bench["machine"]
+    machine = ", ".join(f"{k} {v}" for k, v in m.items()) if isinstance(m, dict) else str(m)
+    return (f"Median of 7 calls, energy + forces, neighbour list not included ({machine}; {bench['date']}); "
+            f"`python benchmarks/benchmark.py --models {name} --sizes 192 1536 12288 --dtypes float32 "
+            "--compiled`:\n\n" + table(rows))
+
+
+def scalars(d):
+    """The summary without its time series (lists), for the copy kept next to the model."""
+    if isinstance(d, dict):
+        return {k: scalars(v) for k, v in d.items() if not isinstance(v, list)}
+    return d
 
 
 def main(argv=None) -> int:
@@ -225,7 +236,10 @@ The model weights: MIT, as cace_calc. The training data keeps its own licence (a
     (dest / "README.md").write_text(card)
     shutil.copyfile(Path(args.run) / "log.jsonl", dest / "training_log.jsonl")
     if sanity:
-        (dest / "sanity.json").write_text(json.dumps(sanity, indent=1))
+        (dest / "sanity.json").write_text(json.dumps(scalars(sanity), indent=1))
+        plots = sorted(Path(args.sanity).parent.glob("*.png"))
+        if plots:
+            shutil.copyfile(plots[0], dest / "sanity.png")
     # the errors of a fixed subset of the test split, which tests/test_pretrained.py reproduces
     import ase.io
 
