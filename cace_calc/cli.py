@@ -59,6 +59,12 @@ def run_info(args) -> int:
 
         elems = " ".join(chemical_symbols[z] for z in m.config.elements)
         print(f"  {name}: {elems}, cutoff {m.cutoff} A, {m.metadata.get('description', '')}")
+        test = (m.metadata.get("metrics") or {}).get("test")
+        if test:
+            stress = f", stress {test['stress_rmse_gpa']:.3f} GPa" if "stress_rmse_gpa" in test else ""
+            print(f"    test-split RMSE ({test['n_structures']} structures never trained on): "
+                  f"E {test['energy_rmse_mev_per_atom']:.2f} meV/atom, F {test['forces_rmse_mev_per_a']:.1f} "
+                  f"meV/A{stress}")
     return 0
 
 

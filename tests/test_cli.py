@@ -29,8 +29,16 @@ def test_no_command_prints_help(capsys):
 
 
 def test_info(capsys):
+    from cace_calc import load_model
+
     assert main(["info"]) == 0
-    assert "cace_calc" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cace_calc" in out
+    # each pretrained model with its elements and the test-split errors from its metadata
+    test = load_model("water").metadata["metrics"]["test"]
+    assert "water: H O, cutoff 5.5 A" in out
+    assert f"E {test['energy_rmse_mev_per_atom']:.2f} meV/atom, F {test['forces_rmse_mev_per_a']:.1f} meV/A" in out
+    assert "nbmotaw: Nb Mo Ta W" in out and "stress" in out
 
 
 def test_help_exits_cleanly():
