@@ -178,3 +178,37 @@ def test_unsupported_element(tmp_path):
     assert isinstance(thread.error, UnsupportedElementError)
     assert "C not supported" in str(thread.error)
     assert driver.n_structures == 0
+
+
+def test_inet_socket_end_to_end(tmp_path):
+    """A driver on an inet socket (how drivers on other machines connect): i-PI's energies are the
+    ASE calculator's; the driver retries until the server listens and exits when i-PI ends."""
+    from cace_calc.ipi.inputs import (
+        PIMDSettings,
+        socket_forcefield_xml,
+        write_pimd_input,
+    )
+    from cace_calc.ipi.launch import ipi_executable
+
+    atoms, port = water_box(), _free_port()
+    ff = socket_forcefield_xml(host="127.0.0.1", port=port, symbols="".join(atoms.get_chemical_symbols()),
+                               pbc=atoms.pbc)
+    write_pimd_input(atoms, tmp_path, PIMDSettings(beads=2, steps=2), forcefield_xml=ff)
+    calc = CACECalculator(water_model())
+    thread = DriverThread(CACEDriver(calc, template=atoms), host="127.0.0.1", port=port, wait=TIMEOUT,
+                          timeout=TIMEOUT)
+    thread.start()  # before the server: it must wait for it
+    with open(tmp_path / "i-pi.log", "w") as log:
+        proc = subprocess.Popen(ipi_executable() + ["input.xml"], cwd=tmp_path, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            n = thread.finish()
+            assert thread.error is None, thread.error
+            assert proc.wait(TIMEOUT) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert n == 3 * 2  # (step 0 + 2 steps) x 2 beads
+    ref = atoms.copy()
+    ref.calc = calc
+    assert abs(read_pimd_results(tmp_path).potential_energy[0] - ref.get_potential_energy()) < 1e-6
