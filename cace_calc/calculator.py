@@ -48,8 +48,9 @@ class CACECalculator(Calculator):
     device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype: ``"float64"`` (default; use for phonons, elastic constants, relaxations) or
         ``"float32"`` (faster MD).
-    compile: fuse the symmetriser into compiled kernels (:meth:`CACE.use_compiled_kernels`):
-        faster for long MD, same numbers; the first call compiles for seconds to a minute.
+    compile: compile the symmetriser and the edge basis into fused kernels
+        (:meth:`CACE.use_compiled_kernels`): faster for long MD, same numbers; the first call
+        compiles for seconds to a minute.
 
     Results, in ASE units and signs: ``energy`` and ``free_energy`` (eV, E0 included),
     ``energies`` (eV per atom, summing to the energy), ``forces`` (eV/A, (N, 3)) and, for

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         print(f"no data at {args.data}", file=sys.stderr)
         return 1
     frames = ase.io.read(args.data, ":")
-    lattice = dft_lattice_constants()
+    lattice = dft_lattice_constants(frames)
     print(f"{'element':8s} {'a0 (A)':>7s} {'cells':>5s} {'C11':>6s} {'C12':>6s} {'C44':>6s} {'p0':>6s} {'rms':>5s}  (GPa)")
     for element in ("Nb", "Mo", "Ta", "W"):
         cells = [a for a in frames if a.info.get("config_type") == f"{element}_Elastic"]

@@ -112,12 +112,13 @@ def sanity_section(name: str, s: dict) -> str:
 
 def elastic_section(summary: dict) -> str:
     """Model C11/C12/C44 (examples/elastic_phonons_bcc.py) against those of the DFT data."""
+    import ase.io
     import numpy as np
     from dft_elastic_constants import cubic_constants
     from sanity_nbmotaw import dft_lattice_constants
 
-    frames = __import__("ase.io").io.read(DATA["nbmotaw"], ":")
-    lattice = dft_lattice_constants()
+    frames = ase.io.read(DATA["nbmotaw"], ":")
+    lattice = dft_lattice_constants(frames)
     rows = [["", "model C11 / C12 / C44 (GPa)", "DFT data C11 / C12 / C44", "B Hill (GPa)", "Born stable",
              "lowest phonon (THz)"]]
     for name, res in summary.items():

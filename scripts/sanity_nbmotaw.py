@@ -28,11 +28,13 @@ ELEMENTS = ["Nb", "Mo", "Ta", "W"]
 GPA = 160.21766208
 
 
-def dft_lattice_constants() -> dict[str, float]:
-    """bcc a0 (A) of each element where the DFT pressure of its Elastic cells vanishes."""
+def dft_lattice_constants(images=None) -> dict[str, float]:
+    """bcc a0 (A) of each element where the DFT pressure of its Elastic cells vanishes
+    (``images``: the data's structures, read from DATA when not given)."""
     import ase.io
 
-    images = ase.io.read(DATA, ":")
+    if images is None:
+        images = ase.io.read(DATA, ":")
     out = {}
     for el in ELEMENTS:
         cells = [a for a in images if a.info.get("config_type") == f"{el}_Elastic"]
