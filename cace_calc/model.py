@@ -7,7 +7,6 @@ components, C = N_emb^2 element channels, S invariants. Units: Angstrom and eV.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass, field, fields
 
@@ -16,13 +15,17 @@ from torch.utils.checkpoint import checkpoint
 
 from .graph import Graph
 from .nn.angular import CartesianAngular
+from .nn.edge_sums import ReceiverSlots, edge_sums
 from .nn.interaction import ArMessage, BchiMessage, MemoryMessage
 from .nn.radial import BesselBasis, PolynomialCutoff, RadialTransform
 from .nn.readout import Readout
 from .nn.symmetrize import Symmetrizer
 
-DEFAULT_MAX_EDGES_PER_CHUNK = 1 << 20
-EDGES_PER_TILE = 1 << 15  # per-edge tensors of a tile stay below ~8 MB (float32)
+SLOTS_PER_TILE = 1 << 15  # CPU: per-slot tensors of a tile stay in the allocator's cache
+SLOTS_PER_TILE_CUDA = 1 << 21  # GPU: few, large kernels
+# systems with more atoms than this recompute, in the backward pass, the symmetriser's products
+# (in chunks of this many atoms) and the edge basis' intermediates instead of storing them
+RECOMPUTE_ABOVE_ATOMS = 1 << 14
 
 
 @dataclass
@@ -125,8 +128,6 @@ class CACE(torch.nn.Module):
             if "memory" in cfg.messages:
                 self.memory.append(MemoryMessage(cfg.l_max, cfg.n_radial, self.n_channels, l_of_v))
         self.mp_norm = 1.0 / math.sqrt(cfg.avg_num_neighbors)
-        # edges evaluated at once; larger systems go in chunks (recomputed in the backward pass)
-        self.max_edges_per_chunk = DEFAULT_MAX_EDGES_PER_CHUNK
         self.readout = Readout(n_node * (cfg.n_layers + 1), cfg.readout_hidden, cfg.readout_linear)
 
     def _apply(self, fn, recurse=True):
@@ -157,42 +158,26 @@ class CACE(torch.nn.Module):
         theta_r_nodes = theta_r[species].T[None, None, :, :, None]  # [1, 1, b, N, 1]
 
         # Node tensors are laid out [V, C, N, m] (angular component, element channel, atom,
-        # radial channel): the symmetriser gathers along the leading axis and the radial mixing
-        # is one batched matmul over (v, c). Edge sums are done per chunk of receivers by
-        # _EdgeBlock; with several chunks each is recomputed in the backward pass
-        # (checkpointing), so per-edge memory is bounded by the chunk size, not the system size.
-        if receivers.shape[0] > self.max_edges_per_chunk and bool((receivers[1:] < receivers[:-1]).any()):
-            order = torch.argsort(receivers, stable=True)  # chunks need edges sorted by receiver
-            vectors, receivers, senders = vectors[order], receivers[order], senders[order]
-        chunks = _edge_chunks(receivers, n_atoms, self.max_edges_per_chunk)
-        cache: dict = {}
+        # radial channel): the symmetriser works on views along the leading axis and the radial
+        # mixing is one batched matmul over (v, c). Edges sit in per-receiver slots [N, F, K];
+        # the angular and radial parts of their basis are computed in tiles of receivers, small
+        # enough to stay in the allocator's cache, and kept for the backward pass of the edge
+        # sums (nn/edge_sums.py), which forms their products tile by tile in both passes.
+        slots = ReceiverSlots(receivers, n_atoms)
+        far = vectors.new_tensor([2.0 * self.cutoff + 1.0, 0.0, 0.0])  # empty slots: zero basis
+        slot_vectors = slots(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
+        slot_senders = slots(senders.unsqueeze(-1), senders.new_zeros(1)).view(-1)  # [N * K]
+        per_tile = SLOTS_PER_TILE_CUDA if vectors.device.type == "cuda" else SLOTS_PER_TILE
+        basis_fn = self.__dict__.get("_compiled_edge_basis", self.edge_basis)
+        recompute = n_atoms > RECOMPUTE_ABOVE_ATOMS and slot_vectors.requires_grad
+        parts = [checkpoint(basis_fn, v, use_reentrant=False) if recompute else basis_fn(v)
+                 for v in slot_vectors.split(max(1, per_tile // slots.k))]
+        y_tiles, r_tiles = [p[0] for p in parts], [p[1] for p in parts]
+        l_blocks = self.angular.l_blocks
 
-        def tiles(vec, recv, send, n_recv) -> list[_EdgeBlock]:
-            """The chunk's receivers in tiles of about EDGES_PER_TILE edges: small tensors stay
-            in the allocator's cache instead of being mapped fresh (page faults) on every call."""
-            if len(chunks) == 1 and "tiles" in cache:  # one chunk: the edge basis serves all layers
-                return cache["tiles"]
-            out = [_EdgeBlock(self, vec[e0:e1], recv[e0:e1] - a0, send[e0:e1], a1 - a0)
-                   for a0, a1, e0, e1 in _edge_chunks(recv, n_recv, EDGES_PER_TILE)]
-            if len(chunks) == 1:
-                cache["tiles"] = out
-            return out
-
-        def layer0_sums(vec, recv, send, n_recv, node_theta):
-            return torch.cat([t.layer0(node_theta) for t in tiles(vec, recv, send, n_recv)], dim=0)
-
-        def message_sums(vec, recv, send, n_recv, sender_w):
-            return torch.cat([t.message(sender_w) for t in tiles(vec, recv, send, n_recv)], dim=0)
-
-        def over_chunks(fn, node_input):
-            outs = []
-            for a0, a1, e0, e1 in chunks:
-                args = (vectors[e0:e1], receivers[e0:e1] - a0, senders[e0:e1], a1 - a0, node_input)
-                if len(chunks) > 1 and torch.is_grad_enabled():
-                    outs.append(checkpoint(fn, *args, use_reentrant=False))
-                else:
-                    outs.append(fn(*args))
-            return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+        def sums_over_edges(node_weights: torch.Tensor) -> torch.Tensor:
+            """[N_all, L or 1, F] -> sum_e W[s(e), l(v), f] R[e, n] Y[e, v] per receiver [N, V, n, F]."""
+            return edge_sums(node_weights, slot_senders, y_tiles, r_tiles, l_blocks)
 
         def to_nodes(sums: torch.Tensor) -> torch.Tensor:
             """Edge sums [N, V, n, F] weighted by the sender factor a (F = a) or by a and b
@@ -206,7 +191,7 @@ class CACE(torch.nn.Module):
             return b.permute(2, 3, 0, 1).reshape(n_atoms, -1)
 
         # layer 0: A0[v, (a, b), i, n] = theta_r[z_i, b] sum_e theta_s[z_s(e), a] R[e, n] Y[e, v]
-        a = self.radial_transform(to_nodes(over_chunks(layer0_sums, theta_s[species])))
+        a = self.radial_transform(to_nodes(sums_over_edges(theta_s[species].unsqueeze(1))))
         b = self._symmetrize(a)
         features = [b]
         for t in range(self.config.n_layers):
@@ -214,8 +199,8 @@ class CACE(torch.nn.Module):
             if len(self.bchi):
                 w = self.bchi[t](features_of(b)).reshape(n_atoms, -1, n_emb, n_emb)  # [N, L, a, b]
                 sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1, n_ch)  # [N, L, C]
-                update = self.radial_transform(to_nodes(over_chunks(message_sums, sender_w)))
-            if len(self.ar):  # not chunked: no published model uses Ar messages
+                update = self.radial_transform(to_nodes(sums_over_edges(sender_w)))
+            if len(self.ar):  # per edge, not in slots: no published model uses Ar messages
                 d = torch.linalg.vector_norm(vectors, dim=-1)
                 a_rows = a.permute(2, 0, 1, 3)  # [N, V, C, m]
                 factor = self.ar[t].edge_factor(d, self.cutoff_fn(d)).permute(2, 0, 1, 3)
@@ -232,15 +217,13 @@ class CACE(torch.nn.Module):
         x = torch.stack([features_of(b) for b in features], dim=-1).reshape(n_atoms, -1)
         return self.readout(x)
 
-    def edge_basis(self, vec: torch.Tensor) -> list[torch.Tensor]:
-        """R[e, n] Y[e, v] of each order l as rows (v, n), blocks [N, V_l * n, K], from edge
-        vectors in per-receiver slots [N, 3, K] (A)."""
+    def edge_basis(self, vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Angular part Y [N, V, K] and radial part R [N, n, K] (cutoff included) of the edge
+        basis, from edge vectors in per-receiver slots [N, 3, K] (Angstrom)."""
         d = (vec * vec).sum(dim=1).sqrt()  # [N, K] (vector_norm over a middle axis is slow on CPU)
         unit = vec / (d + 1e-9).unsqueeze(1)
         radial = self.bessel(d, dim=1) * self.cutoff_fn(d).unsqueeze(1)  # [N, n, K]
-        angular = self.angular(unit, dim=1)  # [N, V, K]
-        return [(angular[:, v0:v1].unsqueeze(2) * radial.unsqueeze(1)).flatten(1, 2)
-                for v0, v1 in self.angular.l_blocks]
+        return self.angular(unit, dim=1), radial
 
     def use_compiled_kernels(self) -> CACE:
         """Fuse the symmetriser's products and sums into one compiled kernel per pass
@@ -255,11 +238,11 @@ class CACE(torch.nn.Module):
         """B = Sym(A) for A [V, C, N, m]; for many atoms, in chunks of atoms whose intermediate
         products are recomputed in the backward pass instead of stored (~50 kB per atom)."""
         sym = self.__dict__.get("_compiled_symmetrizer", self.symmetrizer)
-        n_atoms, step = a.shape[2], max(1, self.max_edges_per_chunk // 64)
+        n_atoms, step = a.shape[2], RECOMPUTE_ABOVE_ATOMS
         if n_atoms <= step or not torch.is_grad_enabled():
             return sym(a)
-        return torch.cat([checkpoint(sym, a[:, :, i:i + step], use_reentrant=False)
-                          for i in range(0, n_atoms, step)], dim=2)
+        # split, not slices: the backward of a slice would fill a full-size gradient per chunk
+        return torch.cat([checkpoint(sym, part, use_reentrant=False) for part in a.split(step, dim=2)], dim=2)
 
     def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False,
                 training: bool = False) -> dict[str, torch.Tensor]:
@@ -299,85 +282,3 @@ class CACE(torch.nn.Module):
         if not training:
             out = {k: v.detach() for k, v in out.items()}
         return out
-
-
-def _edge_chunks(receivers: torch.Tensor, n_atoms: int, max_edges: int) -> list[tuple[int, int, int, int]]:
-    """Split atoms into consecutive ranges of about ``max_edges`` edges (receivers sorted; a range
-    holds at most ``max_edges`` plus one atom's edges): a list of (atom_start, atom_stop,
-    edge_start, edge_stop)."""
-    n_edges = receivers.shape[0]
-    if n_edges <= max_edges:
-        return [(0, n_atoms, 0, n_edges)]
-    starts = torch.searchsorted(receivers, torch.arange(n_atoms + 1, device=receivers.device))
-    # an atom belongs to the range its first edge falls in
-    first = torch.ones(n_atoms, dtype=torch.bool, device=receivers.device)
-    first[1:] = (starts[1:-1] // max_edges) != (starts[:-2] // max_edges)
-    bounds = torch.nonzero(first).flatten().tolist() + [n_atoms]
-    starts = starts.tolist()
-    return [(a0, a1, starts[a0], starts[a1]) for a0, a1 in itertools.pairwise(bounds)]
-
-
-class _EdgeBlock:
-    """The edge basis of one chunk of receivers and the two edge sums of CACE.
-
-    ``vectors`` [E, 3] are the chunk's edge vectors, ``receivers`` [E] its receivers numbered
-    from 0 (sorted), ``senders`` [E] its senders (indices into the whole system), ``n_atoms``
-    the number of receivers in the chunk.
-
-    Edges are placed in zero-padded per-receiver blocks of K slots (K = most neighbours of any
-    atom) with the slot axis last, [N, F, K]: element-wise products then run over contiguous
-    rows of K, and the sums over each receiver's edges are batched matmuls with contiguous
-    operands (CPU BLAS then runs one batched GEMM), so the [E, n, V, C] message is never formed.
-    Empty slots hold a vector beyond the cutoff, whose radial functions (and gradients) are zero.
-    """
-
-    def __init__(self, model: CACE, vectors: torch.Tensor, receivers: torch.Tensor, senders: torch.Tensor,
-                 n_atoms: int):
-        self.model, self.n_atoms = model, n_atoms
-        pad = _ReceiverBlocks(receivers, n_atoms)
-        self.k = pad.k
-        far = vectors.new_tensor([2.0 * model.cutoff + 1.0, 0.0, 0.0])
-        vec = pad(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
-        self.senders = pad(senders.unsqueeze(-1), senders.new_zeros(1)).view(-1)  # [N * K]
-        self.n_rbf, self.n_v = model.config.n_rbf, model.angular.n_components
-        self.basis = model.__dict__.get("_compiled_edge_basis", model.edge_basis)(vec)
-
-
-    def layer0(self, node_theta: torch.Tensor) -> torch.Tensor:
-        """sum_e theta[s(e), a] R[e, n] Y[e, v] per receiver: [N, V, n, a] from node rows [N_all, a]."""
-        theta = node_theta.index_select(0, self.senders).view(self.n_atoms, self.k, -1)  # [N, K, a]
-        sums = torch.cat([torch.bmm(basis_l, theta) for basis_l in self.basis], dim=1)
-        return sums.view(self.n_atoms, self.n_v, self.n_rbf, -1)
-
-    def message(self, sender_w: torch.Tensor) -> torch.Tensor:
-        """sum_e W[s(e), l(v), c] R[e, n] Y[e, v] per receiver: [N, V, n, C] from node weights
-        [N_all, L, C]."""
-        parts = []
-        for l, basis_l in enumerate(self.basis):
-            w_l = sender_w[:, l].index_select(0, self.senders).view(self.n_atoms, self.k, -1)  # [N, K, C]
-            parts.append(torch.bmm(basis_l, w_l))
-        return torch.cat(parts, dim=1).view(self.n_atoms, self.n_v, self.n_rbf, -1)
-
-
-class _ReceiverBlocks:
-    """Places per-edge rows [E, F] into per-receiver blocks [N, K, F] filled with ``fill``.
-
-    Edge e goes to row ``rank(e)`` of block ``receivers[e]``, where rank counts the earlier edges
-    of the same receiver; K is the largest number of edges of any receiver.
-    """
-
-    def __init__(self, receivers: torch.Tensor, n_atoms: int):
-        n_edges = receivers.shape[0]
-        counts = torch.bincount(receivers, minlength=n_atoms)
-        self.k = max(int(counts.max()), 1) if n_edges else 1
-        self.n_atoms = n_atoms
-        order = torch.argsort(receivers, stable=True)
-        start = torch.cumsum(counts, 0) - counts
-        rank = torch.empty_like(receivers)
-        rank[order] = torch.arange(n_edges, device=receivers.device) - start[receivers[order]]
-        self.index = receivers * self.k + rank
-
-    def __call__(self, rows: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-        out = fill.expand(self.n_atoms * self.k, rows.shape[1]).clone()
-        out.index_copy_(0, self.index, rows)
-        return out.view(self.n_atoms, self.k, rows.shape[1])
