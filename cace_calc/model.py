@@ -174,10 +174,11 @@ class CACE(torch.nn.Module):
                  for v in slot_vectors.split(max(1, per_tile // slots.k))]
         y_tiles, r_tiles = [p[0] for p in parts], [p[1] for p in parts]
         l_blocks = self.angular.l_blocks
+        compiled = "_compiled_edge_basis" in self.__dict__
 
         def sums_over_edges(node_weights: torch.Tensor) -> torch.Tensor:
             """[N_all, L or 1, F] -> sum_e W[s(e), l(v), f] R[e, n] Y[e, v] per receiver [N, V, n, F]."""
-            return edge_sums(node_weights, slot_senders, y_tiles, r_tiles, l_blocks)
+            return edge_sums(node_weights, slot_senders, y_tiles, r_tiles, l_blocks, compiled=compiled)
 
         def to_nodes(sums: torch.Tensor) -> torch.Tensor:
             """Edge sums [N, V, n, F] weighted by the sender factor a (F = a) or by a and b

@@ -42,16 +42,19 @@ class ReceiverSlots:
 
 
 def edge_sums(weights: torch.Tensor, senders: torch.Tensor, y: list[torch.Tensor], r: list[torch.Tensor],
-              l_blocks: list[tuple[int, int]]) -> torch.Tensor:
+              l_blocks: list[tuple[int, int]], compiled: bool = False) -> torch.Tensor:
     """S[i, v, n, c] = sum over the slots k of receiver i of W[s(i, k), l(v), c] Y[i, v, k] R[i, n, k].
 
     weights: node weights [N_all, L, C], one per angular order l (L = len(l_blocks)), or
     [N_all, 1, C] for one weight shared by every l. senders: the sender of every slot [N * K]
     (indices into the N_all nodes). y, r: the angular [n_t, V, K] and radial [n_t, n, K] parts
     of consecutive tiles of receivers (together N receivers). l_blocks: [start, stop) of the
-    components of each l. Returns [N, V, n, C]. Differentiable twice (training on forces).
+    components of each l. ``compiled``: run the per-tile work as torch.compile kernels (same
+    numbers; inference only, not for training). Returns [N, V, n, C]. Differentiable twice
+    (training on forces).
     """
-    return _EdgeSums.apply(weights, senders, l_blocks, len(y), *y, *r)
+    return _EdgeSums.apply(weights, senders, l_blocks, _compiled_kernels() if compiled else _KERNELS,
+                           len(y), *y, *r)
 
 
 def _basis(y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -64,21 +67,59 @@ def _radial_weights(r: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return r.transpose(1, 2).unsqueeze(3) * w.unsqueeze(2)
 
 
+# Per-tile work, in two orders of the same contraction:
+# - one weight for every l (layer 0: the sender's element embedding): form R[n] W[c] per slot
+#   ([K, n * C], small) and take one matmul with Y;
+# - one weight per l (Bchi messages): form the basis Y[v] R[n] of that l and take a matmul with
+#   its weights.
+# Shapes: y [t, V, K], r [t, n, K], slot weights w [t, K, C], output gradient g [t, V, n, C].
+
+def _shared_forward(y, r, w):
+    return torch.bmm(y, _radial_weights(r, w).flatten(2)).view(y.shape[0], y.shape[1], r.shape[1], -1)
+
+
+def _shared_backward(y, r, g, w, need_w: bool):
+    """-> (grad of slot weights [t, K, C] or None, grad y, grad r)."""
+    g = g.flatten(2)  # [t, V, n * C]
+    g_y = torch.bmm(g, _radial_weights(r, w).flatten(2).transpose(1, 2))
+    g_rw = torch.bmm(y.transpose(1, 2), g).view(w.shape[0], w.shape[1], r.shape[1], w.shape[2])  # [t, K, n, C]
+    g_r = (g_rw * w.unsqueeze(2)).sum(3).transpose(1, 2)
+    g_w = (g_rw * r.transpose(1, 2).unsqueeze(3)).sum(2) if need_w else None
+    return g_w, g_y, g_r
+
+
+def _per_l_forward(y_l, r, w):
+    return torch.bmm(_basis(y_l, r), w).view(y_l.shape[0], y_l.shape[1], r.shape[1], -1)
+
+
+def _per_l_backward(y_l, r, g_l, w, need_w: bool):
+    """-> (grad of slot weights [t, K, C] or None, grad y_l, grad r)."""
+    g_l = g_l.flatten(1, 2)  # [t, V_l * n, C]
+    g_basis = torch.bmm(g_l, w.transpose(1, 2)).view(y_l.shape[0], y_l.shape[1], r.shape[1], -1)  # [t, V_l, n, K]
+    g_y = (g_basis * r.unsqueeze(1)).sum(2)
+    g_r = (g_basis * y_l.unsqueeze(2)).sum(1)
+    g_w = torch.bmm(_basis(y_l, r).transpose(1, 2), g_l) if need_w else None
+    return g_w, g_y, g_r
+
+
+_KERNELS = (_shared_forward, _shared_backward, _per_l_forward, _per_l_backward)
+_COMPILED: list = []
+
+
+def _compiled_kernels() -> tuple:
+    if not _COMPILED:
+        _COMPILED.append(tuple(torch.compile(f, dynamic=True) for f in _KERNELS))
+    return _COMPILED[0]
+
+
 class _EdgeSums(torch.autograd.Function):
-    """Two orders of the same contraction, chosen by the weights' shape:
-
-    - one weight for every l (layer 0: the sender's element embedding): form R[n] W[c] per slot
-      ([K, n * C], small) and take one matmul with Y;
-    - one weight per l (Bchi messages): form the basis Y[v] R[n] of each l and take a matmul with
-      that l's weights.
-    """
-
     @staticmethod
-    def forward(ctx, weights, senders, l_blocks, n_tiles, *tiles):
+    def forward(ctx, weights, senders, l_blocks, kernels, n_tiles, *tiles):
         y, r = tiles[:n_tiles], tiles[n_tiles:]
         ctx.save_for_backward(weights, senders, *tiles)
-        ctx.l_blocks, ctx.n_tiles = l_blocks, n_tiles
-        n_rbf, k = r[0].shape[1], r[0].shape[2]
+        ctx.l_blocks, ctx.kernels, ctx.n_tiles = l_blocks, kernels, n_tiles
+        shared_forward, _, per_l_forward, _ = kernels
+        k = r[0].shape[2]
         per_l = [weights[:, l].contiguous() for l in range(weights.shape[1])]  # [N_all, C] each
         out, slot = [], 0
         for y_t, r_t in zip(y, r):
@@ -87,23 +128,24 @@ class _EdgeSums(torch.autograd.Function):
             slot += n_t * k
             w_t = [w.index_select(0, s_t).view(n_t, k, -1) for w in per_l]  # [n_t, K, C] each
             if len(per_l) == 1:
-                sums = torch.bmm(y_t, _radial_weights(r_t, w_t[0]).flatten(2))  # [n_t, V, n * C]
+                out.append(shared_forward(y_t, r_t, w_t[0]))
             else:
-                sums = torch.cat([torch.bmm(_basis(y_t[:, v0:v1], r_t), w)
-                                  for w, (v0, v1) in zip(w_t, l_blocks)], dim=1)  # [n_t, V * n, C]
-            out.append(sums.view(n_t, y_t.shape[1], n_rbf, -1))
+                out.append(torch.cat([per_l_forward(y_t[:, v0:v1], r_t, w)
+                                      for w, (v0, v1) in zip(w_t, l_blocks)], dim=1))
         return torch.cat(out, dim=0)
 
     @staticmethod
     def backward(ctx, grad_out):
         weights, senders, *tiles = ctx.saved_tensors
-        n_tiles, l_blocks = ctx.n_tiles, ctx.l_blocks
+        n_tiles = ctx.n_tiles
         y, r = tiles[:n_tiles], tiles[n_tiles:]
+        _, shared_backward, _, per_l_backward = ctx.kernels
         need_w = ctx.needs_input_grad[0]
         n_l, n_c = weights.shape[1], weights.shape[2]
+        blocks = [(0, y[0].shape[1])] if n_l == 1 else ctx.l_blocks
         per_l = [weights[:, l].contiguous() for l in range(n_l)]
         grad_w = [torch.zeros_like(w) for w in per_l] if need_w else None
-        n_rbf, k = r[0].shape[1], r[0].shape[2]
+        k = r[0].shape[2]
         grad_y, grad_r = [], []
         grad_out = grad_out.contiguous()  # [N, V, n, C]
         a0 = slot = 0
@@ -112,27 +154,18 @@ class _EdgeSums(torch.autograd.Function):
             s_t = senders[slot:slot + n_t * k]
             g_t = grad_out[a0:a0 + n_t]
             a0, slot = a0 + n_t, slot + n_t * k
-            w_t = [w.index_select(0, s_t).view(n_t, k, n_c) for w in per_l]
-            if n_l == 1:
-                g_t = g_t.view(n_t, -1, n_rbf * n_c)  # [n_t, V, n * C]
-                rw = _radial_weights(r_t, w_t[0])  # [n_t, K, n, C]
-                grad_y.append(torch.bmm(g_t, rw.flatten(2).transpose(1, 2)))
-                g_rw = torch.bmm(y_t.transpose(1, 2), g_t).view(n_t, k, n_rbf, n_c)
-                grad_r.append((g_rw * w_t[0].unsqueeze(2)).sum(3).transpose(1, 2))
-                if need_w:
-                    grad_w[0].index_add_(0, s_t, (g_rw * r_t.transpose(1, 2).unsqueeze(3)).sum(2).view(-1, n_c))
-                continue
-            g_t = g_t.view(n_t, -1, n_c)  # [n_t, V * n, C]
             gy, gr = [], 0
-            for l, (v0, v1) in enumerate(l_blocks):
-                g_l = g_t[:, v0 * n_rbf:v1 * n_rbf]  # [n_t, V_l * n, C]
-                y_l = y_t[:, v0:v1]
+            for l, (v0, v1) in enumerate(blocks):
+                w_t = per_l[l].index_select(0, s_t).view(n_t, k, n_c)
+                if n_l == 1:
+                    g_w, g_y, g_r = shared_backward(y_t, r_t, g_t, w_t, need_w)
+                else:
+                    g_w, g_y, g_r = per_l_backward(y_t[:, v0:v1], r_t, g_t[:, v0:v1], w_t, need_w)
                 if need_w:
-                    grad_w[l].index_add_(0, s_t, torch.bmm(_basis(y_l, r_t).transpose(1, 2), g_l).view(-1, n_c))
-                g_basis = torch.bmm(g_l, w_t[l].transpose(1, 2)).view(n_t, v1 - v0, n_rbf, k)
-                gy.append((g_basis * r_t.unsqueeze(1)).sum(2))
-                gr = gr + (g_basis * y_l.unsqueeze(2)).sum(1)
-            grad_y.append(torch.cat(gy, dim=1))
+                    grad_w[l].index_add_(0, s_t, g_w.reshape(-1, n_c))
+                gy.append(g_y)
+                gr = gr + g_r
+            grad_y.append(torch.cat(gy, dim=1) if len(gy) > 1 else gy[0])
             grad_r.append(gr)
         gw = torch.stack(grad_w, dim=1) if need_w else None
-        return gw, None, None, None, *grad_y, *grad_r
+        return gw, None, None, None, None, *grad_y, *grad_r
