@@ -48,7 +48,7 @@ class CACECalculator(Calculator):
     device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype: ``"float64"`` (default; use for phonons, elastic constants, relaxations) or
         ``"float32"`` (faster MD).
-    compile: compile the symmetriser and the edge basis into fused kernels
+    compile: compile the symmetriser, the edge basis and the edge sums into fused kernels
         (:meth:`CACE.use_compiled_kernels`): faster for long MD, same numbers; the first call
         compiles for seconds to a minute.
 

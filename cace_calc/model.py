@@ -227,9 +227,10 @@ class CACE(torch.nn.Module):
         return self.angular(unit, dim=1), radial
 
     def use_compiled_kernels(self) -> CACE:
-        """Fuse the symmetriser's products and sums into one compiled kernel per pass
-        (torch.compile, dynamic shapes), same numbers. The first call compiles (seconds to a
-        minute); needs a C++ compiler on CPU. Returns the model."""
+        """Compile the symmetriser (one fused kernel per pass), the edge basis and the per-tile
+        work of the edge sums with torch.compile (dynamic shapes); same numbers, for inference
+        (not training). The first call compiles (seconds to a minute); needs a C++ compiler on
+        CPU. Returns the model."""
         # kept out of the module tree so that state_dict and model files do not change
         self.__dict__["_compiled_symmetrizer"] = torch.compile(self.symmetrizer, dynamic=True)
         self.__dict__["_compiled_edge_basis"] = torch.compile(self.edge_basis, dynamic=True)
