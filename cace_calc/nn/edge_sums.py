@@ -88,18 +88,23 @@ def _shared_backward(y, r, g, w, need_w: bool):
     return g_w, g_y, g_r
 
 
-def _per_l_forward(y_l, r, w):
-    return torch.bmm(_basis(y_l, r), w).view(y_l.shape[0], y_l.shape[1], r.shape[1], -1)
+def _per_l_forward(y, r, ws, l_blocks):
+    """ws: slot weights of each l [t, K, C]; l_blocks: [start, stop) of each l's components."""
+    return torch.cat([torch.bmm(_basis(y[:, v0:v1], r), w).view(y.shape[0], v1 - v0, r.shape[1], -1)
+                      for w, (v0, v1) in zip(ws, l_blocks)], dim=1)
 
 
-def _per_l_backward(y_l, r, g_l, w, need_w: bool):
-    """-> (grad of slot weights [t, K, C] or None, grad y_l, grad r)."""
-    g_l = g_l.flatten(1, 2)  # [t, V_l * n, C]
-    g_basis = torch.bmm(g_l, w.transpose(1, 2)).view(y_l.shape[0], y_l.shape[1], r.shape[1], -1)  # [t, V_l, n, K]
-    g_y = (g_basis * r.unsqueeze(1)).sum(2)
-    g_r = (g_basis * y_l.unsqueeze(2)).sum(1)
-    g_w = torch.bmm(_basis(y_l, r).transpose(1, 2), g_l) if need_w else None
-    return g_w, g_y, g_r
+def _per_l_backward(y, r, g, ws, l_blocks, need_w: bool):
+    """-> (grads of the slot weights of each l [t, K, C] or None, grad y, grad r)."""
+    g_ws, g_ys, g_r = [], [], 0
+    for w, (v0, v1) in zip(ws, l_blocks):
+        y_l, g_l = y[:, v0:v1], g[:, v0:v1].flatten(1, 2)  # g_l [t, V_l * n, C]
+        g_basis = torch.bmm(g_l, w.transpose(1, 2)).view(y.shape[0], v1 - v0, r.shape[1], -1)  # [t, V_l, n, K]
+        g_ys.append((g_basis * r.unsqueeze(1)).sum(2))
+        g_r = g_r + (g_basis * y_l.unsqueeze(2)).sum(1)
+        if need_w:
+            g_ws.append(torch.bmm(_basis(y_l, r).transpose(1, 2), g_l))
+    return (g_ws if need_w else None), torch.cat(g_ys, dim=1), g_r
 
 
 _KERNELS = (_shared_forward, _shared_backward, _per_l_forward, _per_l_backward)
@@ -127,11 +132,8 @@ class _EdgeSums(torch.autograd.Function):
             s_t = senders[slot:slot + n_t * k]
             slot += n_t * k
             w_t = [w.index_select(0, s_t).view(n_t, k, -1) for w in per_l]  # [n_t, K, C] each
-            if len(per_l) == 1:
-                out.append(shared_forward(y_t, r_t, w_t[0]))
-            else:
-                out.append(torch.cat([per_l_forward(y_t[:, v0:v1], r_t, w)
-                                      for w, (v0, v1) in zip(w_t, l_blocks)], dim=1))
+            out.append(shared_forward(y_t, r_t, w_t[0]) if len(per_l) == 1 else
+                       per_l_forward(y_t, r_t, w_t, l_blocks))
         return torch.cat(out, dim=0)
 
     @staticmethod
@@ -142,7 +144,6 @@ class _EdgeSums(torch.autograd.Function):
         _, shared_backward, _, per_l_backward = ctx.kernels
         need_w = ctx.needs_input_grad[0]
         n_l, n_c = weights.shape[1], weights.shape[2]
-        blocks = [(0, y[0].shape[1])] if n_l == 1 else ctx.l_blocks
         per_l = [weights[:, l].contiguous() for l in range(n_l)]
         grad_w = [torch.zeros_like(w) for w in per_l] if need_w else None
         k = r[0].shape[2]
@@ -154,18 +155,16 @@ class _EdgeSums(torch.autograd.Function):
             s_t = senders[slot:slot + n_t * k]
             g_t = grad_out[a0:a0 + n_t]
             a0, slot = a0 + n_t, slot + n_t * k
-            gy, gr = [], 0
-            for l, (v0, v1) in enumerate(blocks):
-                w_t = per_l[l].index_select(0, s_t).view(n_t, k, n_c)
-                if n_l == 1:
-                    g_w, g_y, g_r = shared_backward(y_t, r_t, g_t, w_t, need_w)
-                else:
-                    g_w, g_y, g_r = per_l_backward(y_t[:, v0:v1], r_t, g_t[:, v0:v1], w_t, need_w)
-                if need_w:
-                    grad_w[l].index_add_(0, s_t, g_w.reshape(-1, n_c))
-                gy.append(g_y)
-                gr = gr + g_r
-            grad_y.append(torch.cat(gy, dim=1) if len(gy) > 1 else gy[0])
-            grad_r.append(gr)
+            w_t = [w.index_select(0, s_t).view(n_t, k, n_c) for w in per_l]
+            if n_l == 1:
+                g_w, g_y, g_r = shared_backward(y_t, r_t, g_t, w_t[0], need_w)
+                g_w = [g_w]
+            else:
+                g_w, g_y, g_r = per_l_backward(y_t, r_t, g_t, w_t, ctx.l_blocks, need_w)
+            if need_w:
+                for acc, g in zip(grad_w, g_w):
+                    acc.index_add_(0, s_t, g.reshape(-1, n_c))
+            grad_y.append(g_y)
+            grad_r.append(g_r)
         gw = torch.stack(grad_w, dim=1) if need_w else None
         return gw, None, None, None, None, *grad_y, *grad_r
