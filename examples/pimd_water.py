@@ -22,29 +22,10 @@ from pathlib import Path
 import ase.io
 import numpy as np
 from _common import WATER, find_model, is_fast
-from ase import Atoms, units
+from ase import units
 
 from cace_calc.pimd import run_pimd
-
-
-def partial_rdf(frames: list[Atoms], a: str, b: str, r_max: float = 6.0, n_bins: int = 120):
-    """g_ab(r) averaged over frames (minimum image; r_max below half the shortest cell height)."""
-    edges = np.linspace(0.0, r_max, n_bins + 1)
-    hist = np.zeros(n_bins)
-    norm = 0.0
-    for atoms in frames:
-        sym = np.array(atoms.get_chemical_symbols())
-        ia, ib = np.flatnonzero(sym == a), np.flatnonzero(sym == b)
-        d = atoms.get_all_distances(mic=True)[np.ix_(ia, ib)]
-        if a == b:
-            d = d[np.triu_indices(len(ia), k=1)]
-            pairs = len(ia) * (len(ia) - 1) / 2
-        else:
-            pairs = len(ia) * len(ib)
-        hist += np.histogram(d.ravel(), bins=edges)[0]
-        norm += pairs / atoms.get_volume()
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    return 0.5 * (edges[1:] + edges[:-1]), hist / (shell * norm)
+from cace_calc.rdf import radial_distribution
 
 
 def plot(res, rdfs, path: Path, temperature: float) -> None:
@@ -114,7 +95,8 @@ def main(argv=None) -> int:
     for bead in range(res.n_beads):
         traj = res.read_trajectory(bead)
         frames += traj[len(traj) // 5:]
-    rdfs = {"O-O": partial_rdf(frames, "O", "O"), "O-H": partial_rdf(frames, "O", "H")}
+    rdfs = {"O-O": radial_distribution(frames, "O", "O", r_max=6.0),
+            "O-H": radial_distribution(frames, "O", "H", r_max=6.0)}
     def peak(label, lo, hi):
         r, g = rdfs[label]
         sel = (r > lo) & (r < hi)

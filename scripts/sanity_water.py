@@ -25,25 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "water" / "water_pbe0_train.xyz"
 
 
-def rdf(frames, a: int, b: int, r_max: float, n_bins: int = 120) -> tuple[np.ndarray, np.ndarray]:
-    """Radial distribution function g_ab(r) averaged over frames (minimum image, A)."""
-    edges = np.linspace(0.0, r_max, n_bins + 1)
-    hist = np.zeros(n_bins)
-    n_a = n_b = 0
-    volume = 0.0
-    for atoms in frames:
-        ia = np.where(atoms.numbers == a)[0]
-        ib = np.where(atoms.numbers == b)[0]
-        d = atoms.get_all_distances(mic=True)[np.ix_(ia, ib)]
-        if a == b:
-            d = d[~np.eye(len(ia), dtype=bool)]
-        hist += np.histogram(d.ravel(), bins=edges)[0]
-        n_a, n_b, volume = len(ia), len(ib) - (a == b), atoms.get_volume()
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    g = hist / (len(frames) * n_a * n_b / volume * shell)
-    return 0.5 * (edges[1:] + edges[:-1]), g
-
-
 def oh_check(atoms) -> tuple[float, int]:
     """Longest bond of each H to its nearest O (A), and how many O do not have exactly two H
     as their nearest-O partners."""
@@ -76,6 +57,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from cace_calc import CACECalculator
+    from cace_calc.rdf import radial_distribution
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,8 +98,8 @@ def main(argv=None) -> int:
     if not sel.any():
         sel[:] = True
         frames = frames or [atoms.copy()]
-    r, g_oo = rdf(frames, 8, 8, r_max=0.5 * min(atoms.cell.lengths()))
-    _, g_oh = rdf(frames, 8, 1, r_max=0.5 * min(atoms.cell.lengths()))
+    r, g_oo = radial_distribution(frames, 8, 8, r_max=0.5 * min(atoms.cell.lengths()))
+    _, g_oh = radial_distribution(frames, 8, 1, r_max=0.5 * min(atoms.cell.lengths()))
     first = (r > 2.0) & (r < 3.4)
     peak_oo = float(r[first][np.argmax(g_oo[first])])
     half = len(temps[sel]) // 2
