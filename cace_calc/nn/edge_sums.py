@@ -145,7 +145,7 @@ class _EdgeSums(torch.autograd.Function):
         need_w = ctx.needs_input_grad[0]
         n_l, n_c = weights.shape[1], weights.shape[2]
         per_l = [weights[:, l].contiguous() for l in range(n_l)]
-        grad_w = [torch.zeros_like(w) for w in per_l] if need_w else None
+        grad_w = torch.zeros_like(weights, memory_format=torch.contiguous_format) if need_w else None
         k = r[0].shape[2]
         grad_y, grad_r = [], []
         grad_out = grad_out.contiguous()  # [N, V, n, C]
@@ -161,10 +161,8 @@ class _EdgeSums(torch.autograd.Function):
                 g_w = [g_w]
             else:
                 g_w, g_y, g_r = per_l_backward(y_t, r_t, g_t, w_t, ctx.l_blocks, need_w)
-            if need_w:
-                for acc, g in zip(grad_w, g_w):
-                    acc.index_add_(0, s_t, g.reshape(-1, n_c))
+            if need_w:  # one scatter of rows [L * C] (short rows scatter slowly)
+                grad_w.index_add_(0, s_t, torch.stack(g_w, dim=2).view(-1, n_l, n_c))
             grad_y.append(g_y)
             grad_r.append(g_r)
-        gw = torch.stack(grad_w, dim=1) if need_w else None
-        return gw, None, None, None, None, *grad_y, *grad_r
+        return grad_w, None, None, None, None, *grad_y, *grad_r
