@@ -11,6 +11,7 @@ allocated) is its own. The neighbour list is timed apart from the model call.
 
     python benchmarks/benchmark.py                      # the full table (long on a CPU)
     python benchmarks/benchmark.py --sizes 192 1536 --dtypes float32 --devices cpu --repeats 7
+    CACE_SHARED=/path/to/shared python benchmarks/benchmark.py ...   # data not beside the checkout
 
 Writes ``benchmarks/results/<label>.json`` (all numbers), prints a table and saves
 ``benchmarks/results/<label>.png`` (time per step against atoms, log-log).
@@ -31,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
+# the shared data folder beside the checkout; CACE_SHARED points elsewhere (a machine where it is not beside)
+SHARED = Path(os.environ.get("CACE_SHARED", HERE.parents[1] / "shared")).resolve()
 WATER_REPEATS = {192: 1, 1536: 2, 12288: 4, 98304: 8}
 
 
