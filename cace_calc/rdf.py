@@ -19,6 +19,9 @@ def radial_distribution(frames: Sequence[Atoms], a: str | int, b: str | int, r_m
     image within ``r_max`` (A), so r_max may exceed half the box. Returns bin centres r (A) and
     g(r), normalised so that g -> 1 for an uncorrelated liquid.
     """
+    unknown = [x for x in (a, b) if isinstance(x, str) and x not in atomic_numbers]
+    if unknown:
+        raise ValueError(f"unknown element symbol {unknown[0]!r}")
     za = atomic_numbers[a] if isinstance(a, str) else int(a)
     zb = atomic_numbers[b] if isinstance(b, str) else int(b)
     if not frames:

@@ -117,6 +117,18 @@ def _compiled_kernels() -> tuple:
     return _COMPILED[0]
 
 
+def _tiles(weights, senders, y, r):
+    """Per tile: (first receiver, Y, R, slot senders [n_t * K], slot weights of each l [n_t, K, C])."""
+    k = r[0].shape[2]
+    per_l = [weights[:, l].contiguous() for l in range(weights.shape[1])]  # [N_all, C] each
+    a0 = 0
+    for y_t, r_t in zip(y, r):
+        n_t = y_t.shape[0]
+        s_t = senders[a0 * k:(a0 + n_t) * k]
+        yield a0, y_t, r_t, s_t, [w.index_select(0, s_t).view(n_t, k, -1) for w in per_l]
+        a0 += n_t
+
+
 class _EdgeSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weights, senders, l_blocks, kernels, n_tiles, *tiles):
@@ -124,38 +136,21 @@ class _EdgeSums(torch.autograd.Function):
         ctx.save_for_backward(weights, senders, *tiles)
         ctx.l_blocks, ctx.kernels, ctx.n_tiles = l_blocks, kernels, n_tiles
         shared_forward, _, per_l_forward, _ = kernels
-        k = r[0].shape[2]
-        per_l = [weights[:, l].contiguous() for l in range(weights.shape[1])]  # [N_all, C] each
-        out, slot = [], 0
-        for y_t, r_t in zip(y, r):
-            n_t = y_t.shape[0]
-            s_t = senders[slot:slot + n_t * k]
-            slot += n_t * k
-            w_t = [w.index_select(0, s_t).view(n_t, k, -1) for w in per_l]  # [n_t, K, C] each
-            out.append(shared_forward(y_t, r_t, w_t[0]) if len(per_l) == 1 else
-                       per_l_forward(y_t, r_t, w_t, l_blocks))
-        return torch.cat(out, dim=0)
+        return torch.cat([shared_forward(y_t, r_t, w_t[0]) if len(w_t) == 1 else per_l_forward(y_t, r_t, w_t, l_blocks)
+                          for _, y_t, r_t, _, w_t in _tiles(weights, senders, y, r)], dim=0)
 
     @staticmethod
     def backward(ctx, grad_out):
         weights, senders, *tiles = ctx.saved_tensors
-        n_tiles = ctx.n_tiles
-        y, r = tiles[:n_tiles], tiles[n_tiles:]
+        y, r = tiles[:ctx.n_tiles], tiles[ctx.n_tiles:]
         _, shared_backward, _, per_l_backward = ctx.kernels
         need_w = ctx.needs_input_grad[0]
         n_l, n_c = weights.shape[1], weights.shape[2]
-        per_l = [weights[:, l].contiguous() for l in range(n_l)]
         grad_w = torch.zeros_like(weights, memory_format=torch.contiguous_format) if need_w else None
-        k = r[0].shape[2]
         grad_y, grad_r = [], []
         grad_out = grad_out.contiguous()  # [N, V, n, C]
-        a0 = slot = 0
-        for y_t, r_t in zip(y, r):
-            n_t = y_t.shape[0]
-            s_t = senders[slot:slot + n_t * k]
-            g_t = grad_out[a0:a0 + n_t]
-            a0, slot = a0 + n_t, slot + n_t * k
-            w_t = [w.index_select(0, s_t).view(n_t, k, n_c) for w in per_l]
+        for a0, y_t, r_t, s_t, w_t in _tiles(weights, senders, y, r):
+            g_t = grad_out[a0:a0 + y_t.shape[0]]
             if n_l == 1:
                 g_w, g_y, g_r = shared_backward(y_t, r_t, g_t, w_t[0], need_w)
                 g_w = [g_w]

@@ -50,5 +50,7 @@ def test_rdf_errors():
         radial_distribution([Atoms("H2O", positions=np.eye(3))], "O", "H", r_max=3.0)
     with pytest.raises(ValueError, match="no atoms of element 6"):
         radial_distribution([random_box(0)], "C", "H", r_max=3.0)
+    with pytest.raises(ValueError, match="unknown element symbol 'Xx'"):
+        radial_distribution([random_box(0)], "Xx", "H", r_max=3.0)
     with pytest.raises(ValueError, match="empty"):
         radial_distribution([], "O", "H", r_max=3.0)
