@@ -7,6 +7,7 @@ components, C = N_emb^2 element channels, S invariants. Units: Angstrom and eV.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 
@@ -23,9 +24,29 @@ from .nn.symmetrize import Symmetrizer
 
 SLOTS_PER_TILE = 1 << 15  # CPU: per-slot tensors of a tile stay in the allocator's cache
 SLOTS_PER_TILE_CUDA = 1 << 21  # GPU: few, large kernels
-# systems with more atoms than this recompute, in the backward pass, the symmetriser's products
-# (in chunks of this many atoms) and the edge basis' intermediates instead of storing them
+# Systems of more atoms than this run the per-atom work in node tiles of this many receivers
+# (rounded to whole edge tiles) and recompute it, and the edge basis' intermediates, in the
+# backward pass instead of storing them. Models with Ar messages keep one tile.
 RECOMPUTE_ABOVE_ATOMS = 1 << 14
+ATOMS_PER_NODE_TILE = 1 << 12
+ATOMS_PER_NODE_TILE_CUDA = 1 << 16
+
+
+@dataclass
+class _ReceiverTile:
+    """What the per-atom work on one tile of receivers needs: the angular [t, V, K] and radial
+    [t, n, K] parts of the edge basis in edge tiles, the sender of every slot [n * K], and the
+    tile's sender embeddings theta_s[z_i] [n, a] and receiver factors theta_r[z_i] [1, 1, b, n, 1]."""
+
+    y: list[torch.Tensor]
+    r: list[torch.Tensor]
+    senders: torch.Tensor
+    theta_s: torch.Tensor
+    theta_r: torch.Tensor
+
+    @property
+    def n_atoms(self) -> int:
+        return self.theta_s.shape[0]
 
 
 @dataclass
@@ -152,71 +173,91 @@ class CACE(torch.nn.Module):
         """Per-atom energies without E0 [N] (eV) from element indices [N] and edge vectors
         r_e = x_receiver - x_sender + shift [E, 3] (Angstrom)."""
         n_atoms = species.shape[0]
-        n_emb, n_ch, n_rbf = self.config.n_embed, self.n_channels, self.config.n_rbf
         theta_s = self.embed_sender
         theta_r = self.embed_receiver if self.embed_receiver is not None else theta_s
-        theta_r_nodes = theta_r[species].T[None, None, :, :, None]  # [1, 1, b, N, 1]
 
-        # Node tensors are laid out [V, C, N, m] (angular component, element channel, atom,
-        # radial channel): the symmetriser works on views along the leading axis and the radial
-        # mixing is one batched matmul over (v, c). Edges sit in per-receiver slots [N, F, K];
-        # the angular and radial parts of their basis are computed in tiles of receivers, small
-        # enough to stay in the allocator's cache, and kept for the backward pass of the edge
-        # sums (nn/edge_sums.py), which forms their products tile by tile in both passes.
+        # Edges sit in per-receiver slots [N, F, K]. The angular and radial parts of their basis
+        # are computed in edge tiles of receivers, small enough to stay in the allocator's cache,
+        # and kept for the backward pass of the edge sums (nn/edge_sums.py), which forms their
+        # products tile by tile in both passes. Large systems also run the per-atom work in node
+        # tiles of receivers (:meth:`_layer`), each recomputed in the backward pass: no tensor
+        # over all atoms is larger than the features, the sender weights [N, L, C] and the
+        # basis parts.
         slots = ReceiverSlots(receivers, n_atoms)
         far = vectors.new_tensor([2.0 * self.cutoff + 1.0, 0.0, 0.0])  # empty slots: zero basis
         slot_vectors = slots(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
         slot_senders = slots(senders.unsqueeze(-1), senders.new_zeros(1)).view(-1)  # [N * K]
-        per_tile = SLOTS_PER_TILE_CUDA if vectors.device.type == "cuda" else SLOTS_PER_TILE
+        cuda = vectors.device.type == "cuda"
+        edge_rows = max(1, (SLOTS_PER_TILE_CUDA if cuda else SLOTS_PER_TILE) // slots.k)
+        node_rows = n_atoms
+        if n_atoms > RECOMPUTE_ABOVE_ATOMS and not len(self.ar):  # Ar needs all senders' A: one tile
+            node_rows = edge_rows * max(1, (ATOMS_PER_NODE_TILE_CUDA if cuda else ATOMS_PER_NODE_TILE) // edge_rows)
+        recompute = node_rows < n_atoms and slot_vectors.requires_grad
         basis_fn = self.__dict__.get("_compiled_edge_basis", self.edge_basis)
-        recompute = n_atoms > RECOMPUTE_ABOVE_ATOMS and slot_vectors.requires_grad
-        parts = [checkpoint(basis_fn, v, use_reentrant=False) if recompute else basis_fn(v)
-                 for v in slot_vectors.split(max(1, per_tile // slots.k))]
-        y_tiles, r_tiles = [p[0] for p in parts], [p[1] for p in parts]
-        l_blocks = self.angular.l_blocks
-        compiled = "_compiled_edge_basis" in self.__dict__
+        tiles = []
+        # split, not slices: the backward of a slice would fill a full-size gradient per tile
+        for v, z, s in zip(slot_vectors.split(node_rows), species.split(node_rows),
+                           slot_senders.split(node_rows * slots.k)):
+            parts = [checkpoint(basis_fn, e, use_reentrant=False) if recompute else basis_fn(e)
+                     for e in v.split(edge_rows)]
+            tiles.append(_ReceiverTile([p[0] for p in parts], [p[1] for p in parts], s, theta_s[z],
+                                       theta_r[z].T[None, None, :, :, None]))
+        edges = (vectors, receivers, senders) if len(self.ar) else None
 
-        def sums_over_edges(node_weights: torch.Tensor) -> torch.Tensor:
-            """[N_all, L or 1, F] -> sum_e W[s(e), l(v), f] R[e, n] Y[e, v] per receiver [N, V, n, F]."""
-            return edge_sums(node_weights, slot_senders, y_tiles, r_tiles, l_blocks, compiled=compiled)
+        weights = theta_s[species].unsqueeze(1)  # layer 0's sender weights: theta_s[z_j, a] [N, 1, a]
+        state = [(None, ()) for _ in tiles]  # per tile: A of the last layer, feature rows so far
+        for t in range(self.config.n_layers + 1):
+            outs = []
+            for tile, (a, features) in zip(tiles, state):
+                fn = functools.partial(self._layer, t, tile, edges)
+                outs.append(checkpoint(fn, weights, a, *features, use_reentrant=False) if recompute
+                            else fn(weights, a, *features))
+            if t < self.config.n_layers:
+                weights = torch.cat([o[0] for o in outs]) if len(self.bchi) else None
+                state = [(o[1], o[2]) for o in outs]
+        return torch.cat(outs)
 
-        def to_nodes(sums: torch.Tensor) -> torch.Tensor:
-            """Edge sums [N, V, n, F] weighted by the sender factor a (F = a) or by a and b
-            (F = (a, b)) -> A [V, (a, b), N, n], times the receiver factor theta_r[z_i, b]."""
-            sums = sums.permute(1, 3, 0, 2)  # [V, F, N, n]
-            sums = sums.reshape(sums.shape[0], n_emb, -1, n_atoms, n_rbf)  # [V, a, b or 1, N, n]
-            return (sums * theta_r_nodes).reshape(-1, n_ch, n_atoms, n_rbf)
-
-        def features_of(b: torch.Tensor) -> torch.Tensor:
-            """B [S, C, N, m] -> per-atom rows [N, m * S * C] in CACE's (m, s, c) order."""
-            return b.permute(2, 3, 0, 1).reshape(n_atoms, -1)
-
-        # layer 0: A0[v, (a, b), i, n] = theta_r[z_i, b] sum_e theta_s[z_s(e), a] R[e, n] Y[e, v]
-        a = self.radial_transform(to_nodes(sums_over_edges(theta_s[species].unsqueeze(1))))
-        b = self._symmetrize(a)
-        features = [b]
-        for t in range(self.config.n_layers):
-            update = None
-            if len(self.bchi):
-                w = self.bchi[t](features_of(b)).reshape(n_atoms, -1, n_emb, n_emb)  # [N, L, a, b]
-                sender_w = (w * theta_s[species][:, None, :, None]).reshape(n_atoms, -1, n_ch)  # [N, L, C]
-                update = self.radial_transform(to_nodes(sums_over_edges(sender_w)))
+    def _layer(self, t: int, tile: _ReceiverTile, edges, weights: torch.Tensor | None,
+               a_prev: torch.Tensor | None, *features: torch.Tensor):
+        """Layer t on one tile of n receivers: the density A_t [V, C, n, m] (layer 0 from the
+        sender embeddings, later layers from messages), B_t = Sym(A_t) and its feature rows
+        [n, m * S * C]. Returns, after the last layer, the per-atom energies [n] (eV); before,
+        (the tile's sender weights of the next layer [n, L, C] or None, A_t or None, feature
+        rows of layers 0..t)."""
+        n_emb, n_rbf, n = self.config.n_embed, self.config.n_rbf, tile.n_atoms
+        a = None
+        if t == 0 or len(self.bchi):
+            # A[v, (a, b), i, n] = theta_r[z_i, b] sum_e W[s(e), l(v), (a, b) or a] R[e, n] Y[e, v]
+            sums = edge_sums(weights, tile.senders, tile.y, tile.r, self.angular.l_blocks,
+                             compiled="_compiled_edge_basis" in self.__dict__)  # [n, V, n_rbf, F]
+            sums = sums.permute(1, 3, 0, 2).reshape(sums.shape[1], n_emb, -1, n, n_rbf)  # [V, a, b or 1, n, n_rbf]
+            a = self.radial_transform((sums * tile.theta_r).reshape(-1, self.n_channels, n, n_rbf))
+        if t > 0:
             if len(self.ar):  # per edge, not in slots: no published model uses Ar messages
-                d = torch.linalg.vector_norm(vectors, dim=-1)
-                a_rows = a.permute(2, 0, 1, 3)  # [N, V, C, m]
-                factor = self.ar[t].edge_factor(d, self.cutoff_fn(d)).permute(2, 0, 1, 3)
-                msg = a_rows.index_select(0, senders) * factor
-                summed = torch.zeros_like(a_rows).index_add_(0, receivers, msg).permute(1, 2, 0, 3)
-                update = summed if update is None else update + summed
-            update = update * self.mp_norm
+                summed = self._ar_messages(t - 1, a_prev, *edges)
+                a = summed if a is None else a + summed
+            a = a * self.mp_norm
             if len(self.memory):
-                update = update + self.memory[t](a)
-            a = update
-            b = self._symmetrize(a)
-            features.append(b)
+                a = a + self.memory[t - 1](a_prev)
+        b = self.__dict__.get("_compiled_symmetrizer", self.symmetrizer)(a)  # [S, C, n, m]
+        features = (*features, b.permute(2, 3, 0, 1).reshape(n, -1))  # CACE's (m, s, c) order
+        if t == self.config.n_layers:
+            return self.readout(torch.stack(features, dim=-1).reshape(n, -1))
+        next_weights = None
+        if len(self.bchi):
+            w = self.bchi[t](features[-1]).reshape(n, -1, n_emb, n_emb)  # [n, L, a, b]
+            next_weights = (w * tile.theta_s[:, None, :, None]).reshape(n, -1, self.n_channels)
+        return next_weights, (a if len(self.ar) or len(self.memory) else None), features
 
-        x = torch.stack([features_of(b) for b in features], dim=-1).reshape(n_atoms, -1)
-        return self.readout(x)
+    def _ar_messages(self, t: int, a_prev: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
+                     senders: torch.Tensor) -> torch.Tensor:
+        """Ar messages of layer t + 1: sum over edges of the sender's A [V, C, N, m] times the
+        edge factor of ``self.ar[t]``."""
+        d = torch.linalg.vector_norm(vectors, dim=-1)
+        a_rows = a_prev.permute(2, 0, 1, 3)  # [N, V, C, m]
+        factor = self.ar[t].edge_factor(d, self.cutoff_fn(d)).permute(2, 0, 1, 3)
+        msg = a_rows.index_select(0, senders) * factor
+        return torch.zeros_like(a_rows).index_add_(0, receivers, msg).permute(1, 2, 0, 3)
 
     def edge_basis(self, vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Angular part Y [N, V, K] and radial part R [N, n, K] (cutoff included) of the edge
@@ -235,16 +276,6 @@ class CACE(torch.nn.Module):
         self.__dict__["_compiled_symmetrizer"] = torch.compile(self.symmetrizer, dynamic=True)
         self.__dict__["_compiled_edge_basis"] = torch.compile(self.edge_basis, dynamic=True)
         return self
-
-    def _symmetrize(self, a: torch.Tensor) -> torch.Tensor:
-        """B = Sym(A) for A [V, C, N, m]; for many atoms, in chunks of atoms whose intermediate
-        products are recomputed in the backward pass instead of stored (~50 kB per atom)."""
-        sym = self.__dict__.get("_compiled_symmetrizer", self.symmetrizer)
-        n_atoms, step = a.shape[2], RECOMPUTE_ABOVE_ATOMS
-        if n_atoms <= step or not torch.is_grad_enabled():
-            return sym(a)
-        # split, not slices: the backward of a slice would fill a full-size gradient per chunk
-        return torch.cat([checkpoint(sym, part, use_reentrant=False) for part in a.split(step, dim=2)], dim=2)
 
     def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False,
                 training: bool = False) -> dict[str, torch.Tensor]:

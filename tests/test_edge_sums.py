@@ -11,7 +11,8 @@ from cace_calc.graph import build_graph
 from cace_calc.nn.edge_sums import ReceiverSlots, edge_sums
 
 
-@pytest.fixture(scope="module", params=[("bchi",), ("bchi", "ar", "memory")], ids=["bchi", "all-messages"])
+@pytest.fixture(scope="module", params=[("bchi",), ("bchi", "memory"), ("bchi", "ar", "memory")],
+                ids=["bchi", "bchi-memory", "all-messages"])
 def tile_model(request):
     return make_model(request.param, n_layers=2)
 
@@ -92,16 +93,43 @@ def test_edges_in_any_order(tile_model, graph, monkeypatch):
     assert_same(tile_model(shuffled, stress=True), ref)
 
 
-def test_recomputation_for_large_systems_gives_the_same_numbers(tile_model, graph, monkeypatch):
+def count_node_tiles(monkeypatch) -> list[int]:
+    """Spy on CACE._layer: the returned list gets the tile size of every call."""
+    sizes, layer = [], model_module.CACE._layer
+
+    def spy(self, t, tile, *args):
+        sizes.append(tile.n_atoms)
+        return layer(self, t, tile, *args)
+
+    monkeypatch.setattr(model_module.CACE, "_layer", spy)
+    return sizes
+
+
+def test_node_tiles_with_recomputation_give_the_same_numbers(tile_model, graph, monkeypatch):
+    """Large systems: the per-atom work in node tiles, recomputed in the backward pass (models
+    with Ar messages keep one tile)."""
     ref = tile_model(graph, stress=True)
     monkeypatch.setattr(model_module, "RECOMPUTE_ABOVE_ATOMS", 7)
+    monkeypatch.setattr(model_module, "SLOTS_PER_TILE", 60)
+    monkeypatch.setattr(model_module, "ATOMS_PER_NODE_TILE", 5)
+    sizes = count_node_tiles(monkeypatch)
     assert_same(tile_model(graph, stress=True), ref)
+    n_atoms, n_passes = len(graph.species), tile_model.config.n_layers + 1
+    if "ar" in tile_model.config.messages:
+        assert sizes == [n_atoms] * n_passes
+    else:
+        assert len(sizes) > 6 * n_passes and max(sizes) < n_atoms
+        assert sum(sizes) == 2 * n_atoms * n_passes  # forward pass, then recomputed in the backward
+    sizes.clear()
+    with torch.no_grad():  # energy only: tiles without recomputation
+        assert_same(tile_model(graph, forces=False), {k: ref[k] for k in ("energy", "energies")})
+    assert sum(sizes) == n_atoms * n_passes
 
 
 def test_training_gradients_with_tiles_and_recomputation(graph, monkeypatch):
     """Parameter gradients of a force loss (double backward through the edge sums' backward and
-    the recomputed symmetriser and edge basis) do not depend on tiles and recomputation."""
-    model = make_model(("bchi",), n_layers=1).requires_grad_(True)
+    the recomputed node tiles and edge basis) do not depend on tiles and recomputation."""
+    model = make_model(("bchi", "memory"), n_layers=2).requires_grad_(True)
 
     def grads():
         model.zero_grad()
@@ -112,7 +140,10 @@ def test_training_gradients_with_tiles_and_recomputation(graph, monkeypatch):
     ref = grads()
     monkeypatch.setattr(model_module, "SLOTS_PER_TILE", 60)
     monkeypatch.setattr(model_module, "RECOMPUTE_ABOVE_ATOMS", 5)
+    monkeypatch.setattr(model_module, "ATOMS_PER_NODE_TILE", 5)
+    sizes = count_node_tiles(monkeypatch)
     assert_same(grads(), ref, rtol=1e-10)
+    assert max(sizes) < len(graph.species)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch.compile internals
