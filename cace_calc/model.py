@@ -24,11 +24,12 @@ from .nn.symmetrize import Symmetrizer
 
 SLOTS_PER_TILE = 1 << 15  # CPU: per-slot tensors of a tile stay in the allocator's cache
 SLOTS_PER_TILE_CUDA = 1 << 21  # GPU: few, large kernels
-# Systems of more atoms than this run the per-atom work in node tiles of this many receivers
-# (rounded to whole edge tiles) and recompute it, and the edge basis' intermediates, in the
-# backward pass instead of storing them. Models with Ar messages keep one tile.
+# Systems of more than RECOMPUTE_ABOVE_ATOMS atoms run the per-atom work after the edge sums
+# (radial mixing, symmetriser, next layer's weights, readout) in node tiles of about
+# ATOMS_PER_NODE_TILE receivers (whole edge tiles), recomputed in the backward pass instead of
+# stored, and recompute the edge basis' intermediates too. Models with Ar messages keep one tile.
 RECOMPUTE_ABOVE_ATOMS = 1 << 14
-ATOMS_PER_NODE_TILE = 1 << 12
+ATOMS_PER_NODE_TILE = 1 << 12  # CPU: 2,048-4,096 ran fastest at 98,304 water atoms; 16,384 faulted
 ATOMS_PER_NODE_TILE_CUDA = 1 << 16
 
 
@@ -204,32 +205,38 @@ class CACE(torch.nn.Module):
                                        theta_r[z].T[None, None, :, :, None]))
         edges = (vectors, receivers, senders) if len(self.ar) else None
 
+        compiled = "_compiled_edge_basis" in self.__dict__
         weights = theta_s[species].unsqueeze(1)  # layer 0's sender weights: theta_s[z_j, a] [N, 1, a]
         state = [(None, ()) for _ in tiles]  # per tile: A of the last layer, feature rows so far
         for t in range(self.config.n_layers + 1):
             outs = []
             for tile, (a, features) in zip(tiles, state):
+                # the edge sums keep only the basis parts for their backward pass; the node work
+                # after them is what a tile recomputes
+                sums = None
+                if t == 0 or len(self.bchi):
+                    sums = edge_sums(weights, tile.senders, tile.y, tile.r, self.angular.l_blocks,
+                                     compiled=compiled)
                 fn = functools.partial(self._layer, t, tile, edges)
-                outs.append(checkpoint(fn, weights, a, *features, use_reentrant=False) if recompute
-                            else fn(weights, a, *features))
+                outs.append(checkpoint(fn, sums, a, *features, use_reentrant=False) if recompute
+                            else fn(sums, a, *features))
             if t < self.config.n_layers:
                 weights = torch.cat([o[0] for o in outs]) if len(self.bchi) else None
                 state = [(o[1], o[2]) for o in outs]
         return torch.cat(outs)
 
-    def _layer(self, t: int, tile: _ReceiverTile, edges, weights: torch.Tensor | None,
+    def _layer(self, t: int, tile: _ReceiverTile, edges, sums: torch.Tensor | None,
                a_prev: torch.Tensor | None, *features: torch.Tensor):
         """Layer t on one tile of n receivers: the density A_t [V, C, n, m] (layer 0 from the
         sender embeddings, later layers from messages), B_t = Sym(A_t) and its feature rows
-        [n, m * S * C]. Returns, after the last layer, the per-atom energies [n] (eV); before,
-        (the tile's sender weights of the next layer [n, L, C] or None, A_t or None, feature
-        rows of layers 0..t)."""
+        [n, m * S * C]. ``sums``: the edge sums of the tile's receivers [n, V, n_rbf, F]
+        (sender weights W = theta_s for layer 0, Bchi weights after). Returns, after the last
+        layer, the per-atom energies [n] (eV); before, (the tile's sender weights of the next
+        layer [n, L, C] or None, A_t or None, feature rows of layers 0..t)."""
         n_emb, n_rbf, n = self.config.n_embed, self.config.n_rbf, tile.n_atoms
         a = None
-        if t == 0 or len(self.bchi):
+        if sums is not None:
             # A[v, (a, b), i, n] = theta_r[z_i, b] sum_e W[s(e), l(v), (a, b) or a] R[e, n] Y[e, v]
-            sums = edge_sums(weights, tile.senders, tile.y, tile.r, self.angular.l_blocks,
-                             compiled="_compiled_edge_basis" in self.__dict__)  # [n, V, n_rbf, F]
             sums = sums.permute(1, 3, 0, 2).reshape(sums.shape[1], n_emb, -1, n, n_rbf)  # [V, a, b or 1, n, n_rbf]
             a = self.radial_transform((sums * tile.theta_r).reshape(-1, self.n_channels, n, n_rbf))
         if t > 0:
