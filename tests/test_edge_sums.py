@@ -147,8 +147,9 @@ def test_training_gradients_with_tiles_and_recomputation(graph, monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch.compile internals
-def test_compiled_kernels_give_the_same_numbers():
-    """The torch.compile fast path (symmetriser and edge basis) agrees with eager to 1e-10 (float64)."""
+def test_compiled_kernels_give_the_same_numbers(monkeypatch):
+    """The torch.compile fast path (symmetriser, edge basis, edge sums) agrees with eager to 1e-10
+    (float64), in one tile and in recomputed node tiles."""
     from cace_calc import CACECalculator
 
     model = make_model(("bchi",), n_layers=2)
@@ -158,3 +159,10 @@ def test_compiled_kernels_give_the_same_numbers():
     assert calc.model is not model and "_compiled_symmetrizer" not in model.__dict__
     assert_same(calc.model(graph, stress=True), ref, rtol=1e-10)
     assert set(calc.model.state_dict()) == set(model.state_dict())  # model files unchanged
+    # 21 atoms, K = 29: edge tiles of 3 atoms, node tiles of 6 and 3 (no size 1: fewer recompiles)
+    monkeypatch.setattr(model_module, "RECOMPUTE_ABOVE_ATOMS", 7)
+    monkeypatch.setattr(model_module, "SLOTS_PER_TILE", 90)
+    monkeypatch.setattr(model_module, "ATOMS_PER_NODE_TILE", 8)
+    sizes = count_node_tiles(monkeypatch)
+    assert_same(calc.model(graph, stress=True), ref, rtol=1e-10)
+    assert sorted(set(sizes)) == [3, 6]
