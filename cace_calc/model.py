@@ -181,9 +181,9 @@ class CACE(torch.nn.Module):
         # are computed in edge tiles of receivers, small enough to stay in the allocator's cache,
         # and kept for the backward pass of the edge sums (nn/edge_sums.py), which forms their
         # products tile by tile in both passes. Large systems also run the per-atom work in node
-        # tiles of receivers (:meth:`_layer`), each recomputed in the backward pass: no tensor
-        # over all atoms is larger than the features, the sender weights [N, L, C] and the
-        # basis parts.
+        # tiles of receivers (:meth:`_layer`), each recomputed in the backward pass: the only
+        # tensors over all atoms are the basis parts, the edge sums, the feature rows and the
+        # sender weights [N, L, C].
         slots = ReceiverSlots(receivers, n_atoms)
         far = vectors.new_tensor([2.0 * self.cutoff + 1.0, 0.0, 0.0])  # empty slots: zero basis
         slot_vectors = slots(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
