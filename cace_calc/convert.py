@@ -1,17 +1,22 @@
 """Convert a model saved by the original CACE code (a pickled ``torch.nn.Module``) into a
 cace_calc model, without the original package installed.
 
-The pickle is read by an unpickler that maps every ``cace.*`` class to an inert record of its
-attributes and refuses classes from anywhere else but torch and the standard containers, so the
-file's own code never runs. Parts cace_calc does not implement are refused by name.
+The pickle is read, on every path torch.load takes (zip and legacy formats), by one unpickler
+that resolves only the exact globals published CACE files name: ``cace.*`` and ``torch.nn``
+classes become inert records of their attributes, and besides those only torch's tensor rebuild
+functions, storage types, ``torch.device``, ``OrderedDict`` and ``set`` are allowed (no
+``builtins``, no attribute access), so the file's own code never runs. TorchScript archives are
+refused. Parts cace_calc does not implement are refused by name.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pickle
 import types
+import zipfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,12 +25,8 @@ import torch
 from .errors import ModelFileError, UnsupportedModelError
 from .model import CACE, CACEConfig
 
-_ALLOWED_MODULE_PREFIXES = ("torch", "collections", "copyreg", "_codecs", "numpy")
-_ALLOWED_BUILTINS = {"set", "frozenset", "slice", "range", "complex", "getattr", "dict", "list", "tuple"}
-
-
 class _Record:
-    """Inert stand-in for a class of the original package: holds the pickled attributes."""
+    """Inert stand-in for a class named in the file: holds the pickled attributes, runs nothing."""
 
     _cace_class = "?"
 
@@ -39,24 +40,68 @@ class _Record:
         raise UnsupportedModelError(f"{self._cace_class} cannot be executed")
 
 
+def _record_class(module: str, name: str) -> type:
+    return type(name, (_Record,), {"_cace_class": f"{module}.{name}"})
+
+
+def _make_set(items=()):
+    return set(items)
+
+
+# Every global a published CACE model file (cace_water_cacefit.pth, cace_hea25_cacefit.pth)
+# names, found by walking the opcodes of their data.pkl, and nothing else. The torch.nn classes
+# and the activation become inert records too, so no real class's __setstate__ runs; only
+# torch's tensor rebuild functions, a device, an OrderedDict and a set are real objects.
+_TORCH_RECORDS = (
+    ("torch.nn.modules.container", "ModuleList"),
+    ("torch.nn.modules.container", "ParameterList"),
+    ("torch.nn.modules.container", "Sequential"),
+    ("torch.nn.modules.linear", "Identity"),
+    ("torch.nn.modules.linear", "Linear"),
+    ("torch.nn.functional", "silu"),
+)
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "device"): torch.device,
+    ("__builtin__", "set"): _make_set,  # protocol 2 spells builtins this way
+    ("builtins", "set"): _make_set,
+    **{key: _record_class(*key) for key in _TORCH_RECORDS},
+}
+# Storage types only tell torch the dtype of a tensor's data (torch's loader intercepts them the
+# same way before our find_class sees them); they are never called.
+_STORAGES = ("FloatStorage", "DoubleStorage", "LongStorage", "IntStorage", "BoolStorage")
+
+
 class _InertUnpickler(pickle.Unpickler):
+    """Resolves only the exact (module, name) pairs above; ``cace.*`` classes become records."""
+
     _records: ClassVar[dict[tuple[str, str], type]] = {}
 
     def find_class(self, module, name):
-        if module == "cace" or module.startswith("cace."):
+        if not (isinstance(module, str) and isinstance(name, str)):
+            raise UnsupportedModelError("the file names a global that is not a string; refusing to load it")
+        if (module == "cace" or module.startswith("cace.")) and name.isidentifier():
             key = (module, name)
             if key not in self._records:
-                self._records[key] = type(name, (_Record,), {"_cace_class": f"{module}.{name}"})
+                self._records[key] = _record_class(module, name)
             return self._records[key]
-        if module in ("builtins", "__builtin__") and name in _ALLOWED_BUILTINS:
-            return super().find_class(module, name)
-        if module.split(".")[0] in _ALLOWED_MODULE_PREFIXES:
-            return super().find_class(module, name)
-        raise UnsupportedModelError(f"the file refers to {module}.{name}, which a CACE model never needs; "
-                                    "refusing to load it")
+        if module == "torch" and name in _STORAGES:
+            return torch.serialization.StorageType(name)
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        raise UnsupportedModelError(f"the file refers to {module[:80]}.{name[:80]}, which a CACE model never "
+                                    "needs; refusing to load it")
 
 
-_pickle_module = types.SimpleNamespace(Unpickler=_InertUnpickler, load=pickle.load, __name__="cace_inert_pickle")
+def _inert_load(file, **kwargs):
+    return _InertUnpickler(file, **kwargs).load()
+
+
+# torch.load uses pickle_module.Unpickler for the object pickle and pickle_module.load for the
+# legacy formats' headers and storage tables: both restrict.
+_pickle_module = types.SimpleNamespace(Unpickler=_InertUnpickler, load=_inert_load, __name__="cace_inert_pickle")
 
 
 def _cls(obj) -> str:
@@ -87,14 +132,28 @@ def _expect(obj, name: str, what: str):
 
 def read_original(path: str | os.PathLike):
     """Unpickle an original CACE model file into inert records (no code of the file runs)."""
+    name = str(path)
+    if os.path.isdir(path):
+        raise ModelFileError(f"model file {name!r} is a directory, not a file")
     try:
-        return torch.load(path, map_location="cpu", pickle_module=_pickle_module, weights_only=False)
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                f.seek(0)
+                with zipfile.ZipFile(f) as z:
+                    records = z.namelist()
+                # torch.load hands TorchScript archives to torch.jit.load, which compiles their code
+                if any(r.endswith("/constants.pkl") or r == "constants.pkl" or "/code/" in r for r in records):
+                    raise UnsupportedModelError(f"{name!r} is a TorchScript archive, not a pickled CACE model; "
+                                                "refusing to load it")
+            f.seek(0)
+            return torch.load(f, map_location="cpu", pickle_module=_pickle_module, weights_only=False)
     except FileNotFoundError:
-        raise ModelFileError(f"model file {str(path)!r} does not exist") from None
+        raise ModelFileError(f"model file {name!r} does not exist") from None
     except UnsupportedModelError:
         raise
     except Exception as e:
-        raise ModelFileError(f"cannot read {str(path)!r} as an original CACE model: {type(e).__name__}: {e}") from e
+        msg = " ".join(str(e).split())[:300]
+        raise ModelFileError(f"cannot read {name!r} as an original CACE model: {type(e).__name__}: {msg}") from None
 
 
 def _config_and_weights(root) -> tuple[CACEConfig, dict[str, torch.Tensor]]:
