@@ -8,6 +8,8 @@ Example::
       valid_fraction: 0.05
       test_fraction: 0.10       # held out: never trained on, never used to pick the model
       seed: 0
+      extra:                    # more training structures, e.g. labelled by another potential:
+        - {path: snap.xyz, weight: 0.3}   # all trained on, loss terms scaled by weight
     model:                      # CACEConfig fields; elements default to those in the data,
       cutoff: 5.5               # avg_num_neighbors "auto" = measured on the training set
       l_max: 3
@@ -31,6 +33,15 @@ from pathlib import Path
 
 
 @dataclass
+class ExtraData:
+    """Structures added to the training set only (never to validation or test), with their
+    loss terms scaled by ``weight``: e.g. labels from a weaker reference than the main data."""
+
+    path: str
+    weight: float = 1.0
+
+
+@dataclass
 class DataSettings:
     """Where the labelled structures come from and how they are split."""
 
@@ -41,6 +52,7 @@ class DataSettings:
     test_fraction: float = 0.0
     seed: int = 0
     max_structures: int | None = None
+    extra: list[ExtraData] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +114,13 @@ class TrainConfig:
         for key in ("train", "valid", "test"):
             if data.get(key):
                 data[key] = str(_resolve(data[key], base))
+        extra = []
+        for e in data.pop("extra", None) or []:
+            _check_keys(e, ExtraData, "data.extra")
+            if "path" not in e:
+                raise ValueError("every data.extra entry needs a 'path'")
+            extra.append(ExtraData(path=str(_resolve(e["path"], base)), weight=float(e.get("weight", 1.0))))
+        data["extra"] = extra
         training = dict(d.pop("training", {}) or {})
         _check_keys(training, TrainingSettings, "training")
         stages = training.pop("loss", None)
@@ -138,6 +157,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         t = self.training
+        if any(not e.weight > 0 for e in self.data.extra):
+            raise ValueError("data.extra weights must be positive")
         if t.epochs < 1 or t.batch_size < 1:
             raise ValueError("training.epochs and training.batch_size must be at least 1")
         if t.lr <= 0 or t.lr_min < 0 or t.lr_min > t.lr:

@@ -37,6 +37,7 @@ class Frame:
     forces: np.ndarray
     stress: np.ndarray | None  # [3, 3] or None
     numbers: np.ndarray
+    weight: float = 1.0  # scales this structure's loss terms
 
     @property
     def n_atoms(self) -> int:
@@ -80,8 +81,9 @@ def labels_of(atoms: Atoms, where: str, *, stress: bool) -> tuple[float, np.ndar
 
 
 def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float, *,
-                stress: bool, source: str = "data") -> list[Frame]:
-    """Check every structure and its labels, and compute its neighbour list within ``cutoff`` (A)."""
+                stress: bool, source: str = "data", weight: float = 1.0) -> list[Frame]:
+    """Check every structure and its labels, and compute its neighbour list within ``cutoff`` (A);
+    ``weight`` scales the structures' loss terms in training."""
     frames = []
     for k, atoms in enumerate(images):
         where = f"{source}, structure {k}"
@@ -95,7 +97,7 @@ def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float,
         frames.append(Frame(positions=np.array(atoms.positions, dtype=np.float64), species=species,
                             receivers=r, senders=s, shifts=sh, cell=np.array(atoms.cell.array),
                             pbc=np.array(atoms.pbc), energy=energy, forces=forces, stress=sigma,
-                            numbers=np.array(atoms.numbers)))
+                            numbers=np.array(atoms.numbers), weight=weight))
     return frames
 
 
@@ -141,12 +143,13 @@ class Batch:
     forces: torch.Tensor  # [N, 3] eV/A
     stress: torch.Tensor | None  # [G, 3, 3] eV/A^3
     has_stress: torch.Tensor  # [G] bool
+    weight: torch.Tensor  # [G] loss weight of each structure
 
     def to(self, device) -> Batch:
         return Batch(graph=self.graph.to(device=device), energy=self.energy.to(device),
                      n_atoms=self.n_atoms.to(device), forces=self.forces.to(device),
                      stress=None if self.stress is None else self.stress.to(device),
-                     has_stress=self.has_stress.to(device))
+                     has_stress=self.has_stress.to(device), weight=self.weight.to(device))
 
 
 def collate(frames: Sequence[Frame]) -> Batch:
@@ -171,7 +174,8 @@ def collate(frames: Sequence[Frame]) -> Batch:
     return Batch(graph=graph, energy=torch.tensor([f.energy for f in frames], dtype=torch.float64),
                  n_atoms=torch.tensor([f.n_atoms for f in frames]),
                  forces=t(np.concatenate([f.forces for f in frames])), stress=stress,
-                 has_stress=t(has_stress))
+                 has_stress=t(has_stress),
+                 weight=torch.tensor([f.weight for f in frames], dtype=torch.float64))
 
 
 def batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool,

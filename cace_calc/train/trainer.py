@@ -101,15 +101,18 @@ def learning_rate(step: int, steps_per_epoch: int, cfg) -> float:
 
 
 def loss_terms(model: CACE, batch: Batch, stress: bool) -> dict[str, torch.Tensor]:
-    """Mean squared errors (with graph): energy per atom (eV/atom)^2, forces (eV/A)^2 and
-    stress (eV/A^3)^2 over the structures that have a stress label."""
+    """Mean squared errors (with graph), each structure's terms scaled by its weight: energy per
+    atom (eV/atom)^2, forces (eV/A)^2 and stress (eV/A^3)^2 over the structures that have a
+    stress label."""
     out = model(batch.graph, forces=True, stress=stress, training=True)
     n = batch.n_atoms.to(torch.float64)
-    terms = {"energy": (((out["energy"] - batch.energy) / n) ** 2).mean(),
-             "forces": ((out["forces"].to(torch.float64) - batch.forces) ** 2).mean()}
+    w = batch.weight
+    w_atom = w[batch.graph.batch][:, None]
+    terms = {"energy": (w * ((out["energy"] - batch.energy) / n) ** 2).mean(),
+             "forces": (w_atom * (out["forces"].to(torch.float64) - batch.forces) ** 2).mean()}
     if stress and batch.stress is not None and bool(batch.has_stress.any()):
         diff = (out["stress"].to(torch.float64) - batch.stress)[batch.has_stress]
-        terms["stress"] = (diff**2).mean()
+        terms["stress"] = (w[batch.has_stress][:, None, None] * diff**2).mean()
     return terms
 
 
@@ -167,6 +170,11 @@ def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, str
     valid = mk([images[i] for i in valid_idx], d.train) if d.valid is None else mk(read_structures(d.valid), d.valid)
     test = mk([images[i] for i in test_idx], d.train) if d.test is None else mk(read_structures(d.test), d.test)
     split = {"train": train_idx.tolist(), "valid": valid_idx.tolist(), "test": test_idx.tolist()}
+    for e in d.extra:
+        extra = read_structures(e.path)
+        train += make_frames(extra, elements, cutoff, stress=stress, source=e.path, weight=e.weight)
+        split.setdefault("extra", []).append({"path": os.path.basename(e.path), "n": len(extra),
+                                              "weight": e.weight})
     return elements, train, valid, test, split
 
 
@@ -192,12 +200,17 @@ def _atomic_write(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+PROGRESS_EVERY_S = 10.0  # seconds between progress lines within an epoch when there is no bar
+
+
 def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
           progress: bool | None = None, log=None) -> TrainResult:
     """Fit a CACE model from a recipe (a :class:`TrainConfig`, a dict or a YAML path).
 
-    ``resume=True`` continues from ``<output>/checkpoint.pt``. ``progress`` shows a progress
-    bar per epoch (None: only on a terminal). Returns the best EMA model with its metrics.
+    ``resume=True`` continues from ``<output>/checkpoint.pt``. ``progress``: True shows a
+    progress bar per epoch; None (default) shows it on a terminal and otherwise (a log file, a
+    batch job) logs a line with the step and loss every ``PROGRESS_EVERY_S`` seconds within an
+    epoch; False shows neither. Returns the best EMA model with its metrics.
     """
     log = log or (lambda msg: print(msg, flush=True))
     if isinstance(config, (str, os.PathLike)):
@@ -282,7 +295,9 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
         t_epoch = time.time()
         bar = tqdm(batches(train_frames, t.batch_size, shuffle=True, rng=rng), desc=f"epoch {epoch}",
                    leave=False, disable=(not progress) if progress is not None else None)
-        for batch in bar:
+        report = progress is None and bar.disable  # no bar (not a terminal): a line now and then
+        t_report = t_epoch
+        for i, batch in enumerate(bar, 1):
             lr = learning_rate(step, steps_per_epoch, t)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -302,6 +317,11 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             for k, v in terms.items():
                 sums[k] += v.item()
             bar.set_postfix(loss=f"{loss.item():.3g}")
+            if report and i < steps_per_epoch and time.time() - t_report >= PROGRESS_EVERY_S:
+                t_report = time.time()
+                log(f"epoch {epoch:4d}  step {i}/{steps_per_epoch}  train loss {sums['loss'] / i:.4g}  "
+                    f"({t_report - t_epoch:.0f} s, about {(t_report - t_epoch) * (steps_per_epoch / i - 1):.0f} s "
+                    "left in this epoch)")
         record = {"epoch": epoch, "step": step, "lr": lr, "time_s": round(time.time() - t_epoch, 2),
                   **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
 

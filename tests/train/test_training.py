@@ -149,3 +149,50 @@ def test_cli_train_and_relative_paths(data_file, tmp_path, capsys):
     assert "best model (epoch" in capsys.readouterr().out
     assert main(["train", str(tmp_path / "cfg" / "train.yaml")]) == 1  # refuses to overwrite
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_extra_data_is_trained_on_with_its_weight(data_file, tmp_path):
+    from cace_calc.model import CACE, CACEConfig
+    from cace_calc.train.data import collate
+    from cace_calc.train.trainer import loss_terms
+
+    extra_file = tmp_path / "extra.xyz"
+    write(extra_file, emt_structures(n=6, seed=5))
+    cfg = recipe(data_file, tmp_path / "run", epochs=1)
+    cfg["data"]["extra"] = [{"path": "extra.xyz", "weight": 0.25}]
+    parsed = TrainConfig.from_dict(cfg, base=tmp_path)
+    assert parsed.data.extra[0].path == str(tmp_path / "extra.xyz") and parsed.data.extra[0].weight == 0.25
+    result = train(parsed, log=lambda *a: None)
+    plain = train(recipe(data_file, tmp_path / "plain", epochs=1), log=lambda *a: None)
+    split, plain_split = result.model.metadata["split"], plain.model.metadata["split"]
+    assert split["extra"] == [{"path": "extra.xyz", "n": 6, "weight": 0.25}]
+    assert {k: split[k] for k in ("train", "valid", "test")} == \
+        {k: plain_split[k] for k in ("train", "valid", "test")}  # validation and test untouched
+
+    # every loss term of a structure scales with its weight
+    model = CACE(CACEConfig(elements=[29, 79], cutoff=3.5, n_rbf=4, n_radial=3, l_max=2, nu_max=2,
+                            n_embed=2, readout_hidden=[8])).double()
+    images = emt_structures(n=2, seed=7)
+    full = loss_terms(model, collate(make_frames(images, [29, 79], 3.5, stress=True)), True)
+    scaled = loss_terms(model, collate(make_frames(images, [29, 79], 3.5, stress=True, weight=0.25)), True)
+    for k in ("energy", "forces", "stress"):
+        assert torch.isclose(scaled[k], 0.25 * full[k], rtol=1e-12), k
+    with pytest.raises(ValueError, match="weights must be positive"):
+        TrainConfig.from_dict({**cfg, "data": {**cfg["data"], "extra": [{"path": "x", "weight": 0}]}})
+
+
+def test_progress_lines_within_an_epoch_without_a_terminal(data_file, tmp_path, monkeypatch):
+    """Not on a terminal (pytest captures stdout) the trainer logs the step and loss within an
+    epoch every PROGRESS_EVERY_S seconds; progress=False keeps it quiet."""
+    from cace_calc.train import trainer
+
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)  # a line after every step but the last
+    lines = []
+    train(recipe(data_file, tmp_path / "a", epochs=1), log=lines.append)
+    steps = [line for line in lines if " step " in line]
+    n_train = 24 - 5 - 2  # 20 % validation, 10 % test of 24 structures
+    assert len(steps) == (n_train + 1) // 2 - 1  # batches of 2, none after the last step
+    assert steps[0].startswith("epoch    0  step 1/9  train loss ") and "left in this epoch" in steps[0]
+    quiet = []
+    train(recipe(data_file, tmp_path / "b", epochs=1), progress=False, log=quiet.append)
+    assert not [line for line in quiet if " step " in line]
