@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,6 +58,13 @@ class CACECalculator(Calculator):
     cells periodic in all three directions, ``stress`` (eV/A^3, Voigt order xx yy zz yz xz xy,
     positive is tensile). All results come from one forward and one backward pass; they are
     recomputed only when the atoms change.
+
+    Threads: one calculator may be shared by several threads. ASE keeps the last structure and
+    its results on the calculator (``self.atoms``, ``self.results``), so each property request
+    (check the atoms, compute, read the result) and each :meth:`calculate_batch` holds a lock:
+    every thread gets its own structure's results, and the calls run one at a time (torch
+    already uses all cores within one call). For parallel evaluation on several devices, give
+    each thread its own calculator.
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
@@ -76,6 +84,21 @@ class CACECalculator(Calculator):
         if compile:
             model.use_compiled_kernels()
         self.model = model
+        self._lock = threading.RLock()
+
+    def __getstate__(self):  # copy.deepcopy and pickle: a lock cannot be copied, make a new one
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        """ASE's get_property, atomic with respect to other threads using this calculator."""
+        with self._lock:
+            return super().get_property(name, atoms, allow_calculation)
 
     def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
         graph = build_graph(images, self.model.config.elements, self.model.cutoff, device=self.device)
@@ -91,6 +114,10 @@ class CACECalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Fill ``self.results`` for ``atoms`` (see the class docstring for units)."""
+        with self._lock:
+            self._calculate(atoms, properties, system_changes)
+
+    def _calculate(self, atoms, properties, system_changes):
         super().calculate(atoms, properties, system_changes)
         periodic = bool(self.atoms.pbc.all())
         if "stress" in properties and not periodic:
@@ -106,7 +133,10 @@ class CACECalculator(Calculator):
         ``forces`` and, for fully periodic cells, ``stress`` (same units as :meth:`calculate`).
         Does not touch this calculator's cached results.
         """
-        images = list(images)
+        with self._lock:
+            return self._calculate_batch(list(images), max_atoms)
+
+    def _calculate_batch(self, images: list[Atoms], max_atoms: int) -> list[dict[str, np.ndarray]]:
         results: list[dict] = []
         start = 0
         while start < len(images):
