@@ -79,6 +79,55 @@ def check_atoms(atoms: Atoms) -> None:
                                     "have a zero cell vector")
         if pbc.all() and abs(np.linalg.det(cell)) < 1e-9:
             raise InvalidAtomsError("periodic cell has zero volume")
+        _periodic_measure(cell, pbc)
+
+
+# Limits on a periodic cell, checked before its neighbour list is built: at most
+# _MAX_IMAGES periodic images on each side in any direction (a height under 1 % of the cutoff:
+# atoms closer than that to their own images are a mistake in the cell, not a structure), at
+# most _MAX_IMAGE_CELLS image cells in all, and at most _MAX_NEIGHBOURS_PER_ATOM neighbours per
+# atom expected from the density (dense matter has ~0.1 atoms/A^3, ~100 neighbours within 6 A).
+_MAX_IMAGES = 100
+_MAX_IMAGE_CELLS = 1_000_000
+_MAX_NEIGHBOURS_PER_ATOM = 5000
+_BALL = {1: 2.0, 2: np.pi, 3: 4.0 * np.pi / 3.0}  # measure of the unit ball in 1, 2, 3 dimensions
+
+
+def _periodic_measure(cell: np.ndarray, pbc: np.ndarray) -> float:
+    """Length, area or volume (A^p) spanned by the p periodic cell vectors; raises
+    :class:`InvalidAtomsError` when they are linearly dependent (e.g. collinear)."""
+    sv = np.linalg.svd(cell[np.asarray(pbc, dtype=bool)], compute_uv=False)
+    if not sv.min() > 1e-13 * sv.max():  # zero up to rounding
+        which = np.where(pbc)[0].tolist()
+        raise InvalidAtomsError(f"the periodic cell vectors {which} are linearly dependent (collinear or "
+                                "coplanar): the cell has no extent in a periodic direction")
+    return float(np.prod(sv))
+
+
+def _neighbour_cell(cell: np.ndarray, pbc: np.ndarray, cutoff: float, n_atoms: int) -> np.ndarray:
+    """The cell to build the neighbour list with: the same lattice, Minkowski-reduced when its
+    periodic vectors are skewed (so the cost does not depend on how the lattice is written),
+    after refusing cells whose heights are tiny against the cutoff."""
+    from ase.geometry import minkowski_reduce
+
+    pbc = np.asarray(pbc, dtype=bool)
+    measure = _periodic_measure(cell, pbc)
+    a = cell[pbc]
+    if np.prod(np.linalg.norm(a, axis=1)) > 2.0 * measure:  # orthogonality defect > 2: skewed
+        cell = minkowski_reduce(cell, pbc)[0]
+        a = cell[pbc]
+    heights = 1.0 / np.linalg.norm(np.linalg.pinv(a), axis=0)  # distance between lattice planes
+    images = np.ceil(cutoff / heights)
+    n_cells = float(np.prod(2.0 * images + 1.0))
+    neighbours = n_atoms * _BALL[len(a)] * cutoff ** len(a) / measure
+    if images.max() > _MAX_IMAGES or n_cells > _MAX_IMAGE_CELLS or neighbours > _MAX_NEIGHBOURS_PER_ATOM:
+        k = int(np.argmin(heights))
+        raise InvalidAtomsError(
+            f"periodic cell height {heights[k]:.3g} A is too small for the {cutoff:g} A cutoff: it needs "
+            f"{images[k]:.3g} periodic images on each side ({n_cells:.3g} image cells, about {neighbours:.3g} "
+            f"neighbours per atom; limits {_MAX_IMAGES}, {_MAX_IMAGE_CELLS:.0e}, {_MAX_NEIGHBOURS_PER_ATOM}); "
+            "check the cell")
+    return cell
 
 
 def neighbour_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc: Sequence[bool],
@@ -89,17 +138,25 @@ def neighbour_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc: Sequence[b
 
     Returns receivers [E] (sorted, then by sender), senders [E] and Cartesian shifts [E, 3]
     such that r_e = x_receiver - x_sender + shift; periodic images included, self-edges removed.
+    A skewed cell is Minkowski-reduced first (same lattice, same edges); a periodic cell with
+    linearly dependent vectors, or so thin that its images would swamp the list, raises
+    :class:`InvalidAtomsError`.
     """
     from vesin_torch import NeighborList
 
     periodic = torch.tensor([bool(p) for p in pbc])
+    if periodic.any():
+        reduced = _neighbour_cell(cell.detach().cpu().numpy().astype(np.float64), periodic.numpy(),
+                                  float(cutoff), positions.shape[0])
+        cell = torch.as_tensor(reduced, dtype=cell.dtype).to(cell.device)
     nl = NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, shift_idx = nl.compute(points=positions, box=cell, periodic=periodic.to(positions.device),
                                  quantities="ijS")
     i, j = i.long(), j.long()
     order = torch.argsort(i * positions.shape[0] + j, stable=True)
     # vesin's vector is x_j - x_i + S @ cell. The list is full, so the edge i <- j with vector
-    # x_i - x_j - S @ cell is in it too: take i as the receiver
+    # x_i - x_j - S @ cell is in it too: take i as the receiver. The shifts are Cartesian, so
+    # they do not depend on which basis of the lattice (given or reduced) vesin used
     shifts = -(shift_idx[order].to(cell.dtype) @ cell)
     return i[order], j[order], shifts
 
