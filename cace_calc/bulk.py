@@ -122,8 +122,17 @@ def read_structure(spec: str | os.PathLike) -> Atoms:
         raise ValueError(f"{path!r} is neither a file nor a structure shorthand KIND:SYMBOL[:A] with KIND in "
                          f"{', '.join(SHORTHAND_STRUCTURES)} (e.g. bcc:W:3.17)")
     from ase.build import bulk
+    from ase.data import atomic_numbers
 
+    if m["symbol"] not in atomic_numbers:
+        raise ValueError(f"cannot build {path!r}: {m['symbol']!r} is not a chemical element symbol")
     try:
-        return bulk(m["symbol"], m["kind"], a=float(m["a"]) if m["a"] else None)
+        a = float(m["a"]) if m["a"] else None
+        if a is not None and not a > 0:
+            raise ValueError(f"the lattice constant must be positive, got {m['a']}")
+        return bulk(m["symbol"], m["kind"], a=a)
     except (KeyError, ValueError) as e:
-        raise ValueError(f"cannot build {path!r}: {e}") from e
+        reason = " ".join(str(e).split()) or type(e).__name__
+        if not m["a"]:
+            reason += f" (give the lattice constant: {m['kind']}:{m['symbol']}:A)"
+        raise ValueError(f"cannot build {path!r}: {reason}") from e

@@ -26,9 +26,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` picks CUDA when available, else CPU; anything else is passed to torch."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={str(device)!r} is not a device: use cpu, cuda, cuda:1 or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} requested but CUDA is not available")
+    if device.type == "meta":
+        raise ValueError("device='meta' holds no data; use cpu, cuda, cuda:1 or auto")
+    if device.type != "cpu":
+        try:  # a device torch knows but this machine lacks (mps, cuda:7, ...)
+            torch.empty(0, device=device)
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+            raise ValueError(f"device={str(device)!r} is not usable here: {reason}") from None
     return device
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -22,9 +23,14 @@ def add_convert(sub):
 
 
 def run_convert(args) -> int:
+    from pathlib import Path
+
     from .checkpoint import save_model
     from .convert import convert_original
 
+    if Path(args.output).is_dir():
+        raise ValueError(f"output {args.output!r} is a directory; give a file name, e.g. "
+                         f"{str(Path(args.output) / 'model.pt')!r}")
     model = convert_original(args.original, e0=args.e0)
     path = save_model(model, args.output)
     cfg = model.config
@@ -95,7 +101,7 @@ def run_train(args) -> int:
     cfg = TrainConfig.from_yaml(args.config)
     if args.output:
         cfg.output = args.output
-    if args.epochs:
+    if args.epochs is not None:
         cfg.training.epochs = args.epochs
     if args.device:
         cfg.training.device = args.device
@@ -166,6 +172,10 @@ def run_phonons(args) -> int:
     mesh = args.mesh[0] if len(args.mesh) == 1 else [int(m) for m in args.mesh]
     if args.t_max < 0 or args.t_step <= 0:
         raise ValueError("--t-max must be >= 0 and --t-step > 0")
+    if min(args.supercell) < 1:
+        raise ValueError(f"--supercell takes three positive integers, got {' '.join(map(str, args.supercell))}")
+    if not args.displacement > 0:
+        raise ValueError(f"--displacement must be positive, got {args.displacement}")
     atoms = read_structure(args.structure)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -524,13 +534,40 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import CalculationFailed, CalculatorSetupError
 
     try:
+        _check_common_options(args)  # before any expensive work (loading, i-PI, training)
         return args.run(args)
     except (CalculatorSetupError, CalculationFailed, ValueError, OSError) as e:
-        print(f"cace-calc {args.command}: error: {e}", file=sys.stderr)
+        _error(args.command, e)
         return 1
     except KeyboardInterrupt:
         print(f"cace-calc {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # anything unforeseen still ends in one line
+        if os.environ.get("CACE_CALC_TRACEBACK"):
+            raise
+        _error(args.command, e, f"{type(e).__name__}: ", " (set CACE_CALC_TRACEBACK=1 for the traceback)")
+        return 1
+
+
+def _error(command: str, e: BaseException, prefix: str = "", suffix: str = "") -> None:
+    """Print ``cace-calc COMMAND: error: ...`` on one line."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    if len(text) > 600:
+        text = text[:600] + " ..."
+    print(f"cace-calc {command}: error: {prefix}{text}{suffix}", file=sys.stderr)
+
+
+def _check_common_options(args) -> None:
+    """Options several commands share, checked before the command starts: devices, threads."""
+    devices = getattr(args, "device", None)
+    if devices is not None:
+        from .calculator import resolve_device
+
+        for device in [devices] if isinstance(devices, str) else devices:
+            resolve_device(device)
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
 
 
 if __name__ == "__main__":

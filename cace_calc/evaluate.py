@@ -92,6 +92,8 @@ def read_structures(paths: str | os.PathLike | Sequence[str | os.PathLike], inde
             raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
         try:
             frames = ase.io.read(path, index=index)
+        except (StopIteration, IndexError):  # an integer index past the last frame
+            raise ValueError(f"{str(path)!r} has no frame {index!r}: it holds {_count_frames(path)}") from None
         except Exception as e:  # ASE raises many kinds for unreadable files
             raise ValueError(f"cannot read {str(path)!r} (frames {index!r}): {type(e).__name__}: {e}") from e
         frames = frames if isinstance(frames, list) else [frames]
@@ -99,6 +101,16 @@ def read_structures(paths: str | os.PathLike | Sequence[str | os.PathLike], inde
             raise ValueError(f"no structures in {str(path)!r} for frames {index!r}")
         images += frames
     return images
+
+
+def _count_frames(path) -> str:
+    import ase.io
+
+    try:
+        n = sum(1 for _ in ase.io.iread(path, index=":"))
+    except Exception:  # only for an error message
+        return "fewer frames"
+    return f"{n} frame{'s' if n != 1 else ''} (0 to {n - 1}, or -1 for the last)" if n else "no frames"
 
 
 def reference_labels(atoms: Atoms) -> dict[str, np.ndarray | float]:

@@ -127,8 +127,12 @@ def _supercell_matrix(supercell) -> np.ndarray:
     if m.shape != (3, 3) or not np.allclose(m, np.round(m)):
         raise ValueError(f"supercell must be 3 integers or an integer 3x3 matrix, got {supercell!r}")
     m = np.round(m).astype(int)
-    if round(abs(np.linalg.det(m))) < 1:
+    det = round(np.linalg.det(m))
+    if det == 0:
         raise ValueError(f"the supercell matrix is singular: {m.tolist()}")
+    if det < 0:
+        raise ValueError(f"the supercell matrix {m.tolist()} has a negative determinant: repetitions must be "
+                         "positive (e.g. 4 4 4)")
     return m
 
 

@@ -59,6 +59,14 @@ def _parse_pbc(text: str) -> np.ndarray:
     return np.array(flags)
 
 
+# Bounds on what the server may announce, so that a corrupt or hostile message cannot make the
+# driver allocate without limit: an INIT string (i-PI's parameters, e.g. one symbol per atom),
+# the number of structures (beads) in one batched message and the atoms in all of them.
+MAX_INIT_BYTES = 1 << 26
+MAX_BATCH = 100_000
+MAX_ATOMS_PER_MESSAGE = 100_000_000
+
+
 class CACEDriver:
     """i-PI socket client evaluating a CACE model.
 
@@ -110,11 +118,20 @@ class CACEDriver:
 
     def _init(self, conn: IPIConnection) -> int:
         conn.recv_int()  # replica (bead) index: every bead has the same composition
-        text = conn.recv_bytes(conn.recv_int()).decode("utf-8", errors="replace")
+        length = conn.recv_int()
+        if not 0 <= length <= MAX_INIT_BYTES:
+            raise DriverProtocolError(f"i-PI protocol error: INIT announced a parameter string of {length} "
+                                      f"bytes (expected 0 to {MAX_INIT_BYTES})")
+        text = conn.recv_bytes(length).decode("utf-8", errors="replace")
         pars = parse_init_string(text)
-        batch = int(pars.get("batch_size", 1))
-        if batch < 1:
-            raise DriverProtocolError(f"i-PI announced batch_size {batch}")
+        try:
+            batch = int(pars.get("batch_size", 1))
+        except ValueError:
+            raise DriverProtocolError(f"i-PI protocol error: INIT announced batch_size "
+                                      f"{pars['batch_size'][:40]!r}, not an integer") from None
+        if not 1 <= batch <= MAX_BATCH:
+            raise DriverProtocolError(f"i-PI protocol error: INIT announced batch_size {batch} (expected 1 to "
+                                      f"{MAX_BATCH} structures per message)")
         if "symbols" in pars:
             numbers = symbols_to_numbers(pars["symbols"])
             if self.evaluator is None:
@@ -139,6 +156,9 @@ class CACEDriver:
         else:  # one atom count, then (h, ih) per structure, then all positions
             nat = conn.recv_int()
             self._check_natoms(nat)
+            if nat * batch > MAX_ATOMS_PER_MESSAGE:
+                raise DriverProtocolError(f"i-PI protocol error: POSDATA of {batch} structures of {nat} atoms "
+                                          f"exceeds {MAX_ATOMS_PER_MESSAGE} atoms per message")
             hh = conn.recv_array(np.float64, 18 * batch).reshape(batch, 2, 3, 3)
             q = conn.recv_array(np.float64, 3 * nat * batch).reshape(batch, nat, 3)
             cells, pos = list(hh[:, 0]), list(q)

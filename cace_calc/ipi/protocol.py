@@ -107,6 +107,8 @@ class IPIConnection:
 
     def recv_bytes(self, n: int) -> bytes:
         """Exactly ``n`` bytes; raises :class:`IPIConnectionError` if the server hangs up."""
+        if n < 0:
+            raise DriverProtocolError(f"i-PI protocol error: the server announced a message of {n} bytes")
         buf = bytearray(n)
         view = memoryview(buf)
         got = 0

@@ -132,6 +132,10 @@ class TrainConfig:
             training["loss"] = sorted((LossStage(**s) for s in stages), key=lambda s: s.from_epoch)
             if training["loss"][0].from_epoch != 0:
                 raise ValueError("the first training.loss stage must start at from_epoch 0")
+        if "model" in d:
+            from ..model import CACEConfig
+
+            _check_keys(d["model"], CACEConfig, "model")
         out = d.pop("output", "cace_run")
         cfg = cls(data=DataSettings(**data), training=TrainingSettings(**training),
                   output=str(_resolve(out, base)), **d)
@@ -147,7 +151,13 @@ class TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"training config {str(path)!r} does not exist")
         with open(path) as fh:
-            d = yaml.safe_load(fh)
+            try:
+                d = yaml.safe_load(fh)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                problem = getattr(e, "problem", None) or type(e).__name__
+                raise ValueError(f"{str(path)!r} is not valid YAML{where}: {problem}") from None
         if not isinstance(d, dict):
             raise ValueError(f"{str(path)!r} is not a YAML mapping")  # noqa: TRY004
         return cls.from_dict(d, base=path.parent)

@@ -225,8 +225,8 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     if not resume and ckpt_path.is_file():
         raise FileExistsError(f"{out_dir} already holds a run; pass resume=True (--resume) to continue "
                               "it or choose another output folder")
+    device, dtype = resolve_device(t.device), resolve_dtype(t.dtype)  # before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    device, dtype = resolve_device(t.device), resolve_dtype(t.dtype)
     torch.manual_seed(t.seed)
 
     use_stress = any(s.stress > 0 for s in t.loss)
