@@ -40,6 +40,13 @@ PROSE = {
             ("Accuracy figures come from 32 held-out frames of the same trajectories, which are correlated "
             "with the training frames; errors on independent configurations can be larger."),
         ],
+        "isolated": (
+            "Every training frame has the same composition (H128 O64), so the least-squares E0 fixes only "
+            "E0(O) + 2 E0(H) = {per_h2o:.6f} eV per H2O. How that splits between H and O is the "
+            "minimum-norm choice, E0(H) / E0(O) = {ratio:.6f} (exactly 2, the H:O ratio), and has no "
+            "physical meaning: E0(H) and E0(O) are not atomic energies. Energies are meaningful only as "
+            "differences between structures of the same composition (configurations of the liquid); "
+            "isolated-atom, gas-phase, atomization or binding energies from this model are not."),
     },
     "nbmotaw": {
         "title": "nbmotaw (alias hea): Nb-Mo-Ta-W alloys at the PBE level",
@@ -137,6 +144,37 @@ def elastic_section(summary: dict) -> str:
             "data's strained cells, `python scripts/dft_elastic_constants.py`:\n\n" + table(rows))
 
 
+def isolated_atoms_section(name: str, model) -> str:
+    """What the model gives for an isolated atom of each element, against its E0."""
+    from ase import Atoms
+    from ase.data import chemical_symbols
+
+    from cace_calc import CACECalculator
+
+    calc = CACECalculator(model, device="cpu", dtype="float64")
+    e0 = dict(zip(model.config.elements, model.e0.tolist()))
+    rows, offsets = [["element", "E0 (eV)", "isolated atom E (eV)", "E - E0 (eV)"]], []
+    for z, ref in e0.items():
+        atom = Atoms(chemical_symbols[z])
+        atom.calc = calc
+        e = atom.get_potential_energy()
+        offsets.append(e - ref)
+        rows.append([chemical_symbols[z], f"{ref:.6f}", f"{e:.6f}", f"{e - ref:+.6f}"])
+    same = max(offsets) - min(offsets) < 1e-9
+    text = ("An atom with no neighbour within the cutoff has all-zero features; its energy is E0 plus what "
+            "the readout gives for zero features" + (f", {offsets[0]:+.4f} eV for every element" if same else "")
+            + ". The data holds no isolated atoms, so this is not a prediction of an isolated atom's DFT "
+            "energy (the original CACE code has the same readout, so converted models behave alike). "
+            "`python scripts/model_card.py` measures it with CACECalculator on `Atoms(symbol)`:\n\n"
+            + table(rows))
+    extra = PROSE[name].get("isolated")
+    if extra:
+        h, o = e0.get(1), e0.get(8)
+        values = {"per_h2o": 2 * h + o, "ratio": h / o} if h is not None and o is not None else {}
+        text += "\n\n" + extra.format(**values)
+    return text
+
+
 def speed_section(name: str, bench: dict | None) -> str:
     if not bench:
         return "Not measured yet: `python benchmarks/benchmark.py --models " + name + "`."
@@ -224,6 +262,9 @@ cosine to {t['lr_min']}), EMA {t['ema_decay']}, gradient clip {t['grad_clip']}, 
 (energy per atom, forces, stress) by epoch: {', '.join(f"from {s['from_epoch']}: {s['energy']:g}/{s['forces']:g}/{s['stress']:g}" for s in t['loss'])};
 E0 by least squares on the training split. Best epoch: {meta['epoch']}. Reproduce:
 `cace-calc train pretrained/{args.name}/train.yaml`.
+
+## Isolated atoms and E0
+{isolated_atoms_section(args.name, model)}
 
 ## Physical sanity
 {sanity_section(args.name, sanity) if sanity else 'Not run yet.'}
