@@ -335,8 +335,8 @@ def run_pimd(args) -> int:
                         steps=args.steps, timestep_fs=args.timestep, pressure_gpa=args.pressure,
                         thermostat=args.thermostat, tau_fs=args.tau, seed=args.seed,
                         trajectory_stride=args.stride)
-    except RuntimeError as e:
-        print(f"cace-calc pimd: error: {e}", file=sys.stderr)
+    except RuntimeError as e:  # i-PI or a driver failed: its message quotes the end of that log
+        _error("pimd", e)
         return 1
     skip = len(res.step) // 5
     print(f"{res.n_beads} beads, {int(res.step[-1])} steps; averages over the last {len(res.step) - skip} "

@@ -150,3 +150,14 @@ def test_unexpected_errors_are_one_line(files, capsys, monkeypatch):
     monkeypatch.setenv("CACE_CALC_TRACEBACK", "1")
     with pytest.raises(RuntimeError, match="unforeseen"):
         main(["eval", files["xyz"], "--model", files["model"]])
+
+
+def test_pimd_failure_is_one_line(files, tmp_path, capsys, monkeypatch):
+    import cace_calc.pimd
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("driver 0 failed (exit code 1); end of driver-0.log:\n  line one\n  line two")
+
+    monkeypatch.setattr(cace_calc.pimd, "run_pimd", failing)
+    _fails(capsys, ["pimd", files["xyz"], "--model", files["model"], "--out", str(tmp_path / "p")],
+           "driver 0 failed (exit code 1); end of driver-0.log: line one line two")
