@@ -82,14 +82,14 @@ def check_atoms(atoms: Atoms) -> None:
         _periodic_measure(cell, pbc)
 
 
-# Limits on a periodic cell, checked before its neighbour list is built: at most
-# _MAX_IMAGES periodic images on each side in any direction (a height under 1 % of the cutoff:
-# atoms closer than that to their own images are a mistake in the cell, not a structure), at
-# most _MAX_IMAGE_CELLS image cells in all, and at most _MAX_NEIGHBOURS_PER_ATOM neighbours per
-# atom expected from the density (dense matter has ~0.1 atoms/A^3, ~100 neighbours within 6 A).
+# Limits on a periodic cell, checked before its neighbour list is built: at most _MAX_IMAGES
+# periodic images on each side in any direction (a height under 1 % of the cutoff: atoms closer
+# than that to their own images are a mistake in the cell, not a structure), at most
+# _MAX_IMAGE_CELLS image cells in all, and at most _MAX_PAIRS neighbour pairs expected from the
+# density (192 water molecules within 6 A: ~1e4; 1e9 pairs would need tens of GB).
 _MAX_IMAGES = 100
 _MAX_IMAGE_CELLS = 1_000_000
-_MAX_NEIGHBOURS_PER_ATOM = 5000
+_MAX_PAIRS = 1_000_000_000
 _BALL = {1: 2.0, 2: np.pi, 3: 4.0 * np.pi / 3.0}  # measure of the unit ball in 1, 2, 3 dimensions
 
 
@@ -119,14 +119,18 @@ def _neighbour_cell(cell: np.ndarray, pbc: np.ndarray, cutoff: float, n_atoms: i
     heights = 1.0 / np.linalg.norm(np.linalg.pinv(a), axis=0)  # distance between lattice planes
     images = np.ceil(cutoff / heights)
     n_cells = float(np.prod(2.0 * images + 1.0))
-    neighbours = n_atoms * _BALL[len(a)] * cutoff ** len(a) / measure
-    if images.max() > _MAX_IMAGES or n_cells > _MAX_IMAGE_CELLS or neighbours > _MAX_NEIGHBOURS_PER_ATOM:
+    if images.max() > _MAX_IMAGES or n_cells > _MAX_IMAGE_CELLS:
         k = int(np.argmin(heights))
         raise InvalidAtomsError(
             f"periodic cell height {heights[k]:.3g} A is too small for the {cutoff:g} A cutoff: it needs "
-            f"{images[k]:.3g} periodic images on each side ({n_cells:.3g} image cells, about {neighbours:.3g} "
-            f"neighbours per atom; limits {_MAX_IMAGES}, {_MAX_IMAGE_CELLS:.0e}, {_MAX_NEIGHBOURS_PER_ATOM}); "
-            "check the cell")
+            f"{images[k]:.3g} periodic images on each side ({n_cells:.3g} image cells; limits {_MAX_IMAGES} "
+            f"and {_MAX_IMAGE_CELLS:.0e}); check the cell")
+    pairs = n_atoms * n_atoms * _BALL[len(a)] * cutoff ** len(a) / measure  # atoms x density x ball
+    if pairs > _MAX_PAIRS:
+        raise InvalidAtomsError(
+            f"the neighbour list within {cutoff:g} A would hold about {pairs:.3g} pairs ({n_atoms} atoms, "
+            f"{n_atoms / measure:.3g} per A^{len(a)} of the periodic cell; limit {_MAX_PAIRS:.0e}): "
+            "check the cell and the cutoff")
     return cell
 
 

@@ -120,3 +120,19 @@ def test_skewed_slab_gives_the_same_results(calc):
     e, f, _, _ = _results(skewed, calc)
     assert e == pytest.approx(e0, abs=1e-10)
     np.testing.assert_allclose(f, f0, rtol=0, atol=1e-10)
+
+
+def test_absurd_density_is_refused_before_the_neighbour_list(monkeypatch):
+    # 20,000 atoms in a 10 A cube (20 atoms/A^3): about 1.7e9 pairs within 10 A
+    rng = np.random.default_rng(0)
+    atoms = Atoms("H20000", positions=rng.random((20000, 3)) * 10, cell=[10, 10, 10], pbc=True)
+    monkeypatch.setattr(vesin_torch.NeighborList, "compute", lambda *a, **k: pytest.fail("list built"))
+    with pytest.raises(InvalidAtomsError, match=r"would hold about 1.68e\+09 pairs \(20000 atoms, 20 per A\^3"):
+        neighbour_list(atoms, 10.0)
+
+
+def test_large_cutoff_on_a_normal_cell_is_accepted():
+    # e.g. a g(r) to 20 A of a small periodic box: many images, still a sane list
+    atoms = periodic_cell()
+    r, _, shifts = neighbour_list(atoms, 20.0)
+    assert len(r) > 10 * 3000 and np.abs(shifts).max() > 15
