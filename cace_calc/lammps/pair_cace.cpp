@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: GPL-2.0-only
+   pair_style cace: CACE machine-learning potentials in LAMMPS through an embedded Python.
+   Copyright (C) the cace_calc developers.
+
+   This file is part of the LAMMPS plugin of cace_calc. It is compiled against the LAMMPS headers
+   and is therefore distributed under the terms of the GNU General Public License, version 2, like
+   LAMMPS itself (https://www.gnu.org/licenses/old-licenses/gpl-2.0.html). The rest of cace_calc
+   is MIT-licensed; the plugin only calls it through the Python C API.
+
+   How it works: LAMMPS keeps a ghost shell (n_layers + 1) * cutoff + skin deep around each
+   rank's atoms (init_one returns that cutoff). Every step compute() hands zero-copy views of
+   the positions, types and forces of the local and ghost atoms to
+   cace_calc.lammps.bridge.PairCACE.compute, which builds the graph of those atoms, sums the
+   energies of the local atoms and adds minus their gradient to the forces of all atoms; LAMMPS
+   sends the ghost forces home (newton_pair on). The virial comes from sum_i x_i f_i over local
+   and ghost atoms. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "pair_cace.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "update.h"
+
+#include <cstring>
+#include <dlfcn.h>
+#include <string>
+
+#ifndef CACE_PYTHON
+#error "compile with -DCACE_PYTHON=\"/path/to/python\" (cace-calc lammps build does this)"
+#endif
+#ifndef CACE_LIBPYTHON
+#error "compile with -DCACE_LIBPYTHON=\"/path/to/libpythonX.Y.so\""
+#endif
+#ifndef CACE_LAMMPS_VERSION
+#error "compile with -DCACE_LAMMPS_VERSION=YYYYMMDD, the LAMMPS version of the headers"
+#endif
+
+using namespace LAMMPS_NS;
+
+int LAMMPS_NS::cace_host_lammps_version = 0;
+
+namespace {
+
+// Start the interpreter when LAMMPS runs as its own program (lmp); inside Python (the lammps
+// module) it is already running. Returns an error message or "".
+std::string start_python()
+{
+  if (Py_IsInitialized()) return "";
+  // extension modules (numpy, torch) expect the interpreter's symbols to be global
+  if (!dlopen(CACE_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL))
+    return std::string("cannot load ") + CACE_LIBPYTHON + ": " + dlerror();
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  config.install_signal_handlers = 0;    // leave Ctrl-C and MPI's signals to LAMMPS
+  config.parse_argv = 0;
+  // the Python (and virtual environment) the plugin was built with, so cace_calc is importable
+  PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, CACE_PYTHON);
+  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status))
+    return std::string("cannot start Python ") + CACE_PYTHON + ": " +
+        (status.err_msg ? status.err_msg : "unknown reason");
+  PyEval_SaveThread();    // release the GIL: every call below takes it with PyGILState_Ensure
+  return "";
+}
+
+// holds the GIL for the lifetime of the object (also when an error unwinds the stack)
+class GIL {
+ public:
+  GIL() : state(PyGILState_Ensure()) {}
+  ~GIL() { PyGILState_Release(state); }
+  GIL(const GIL &) = delete;
+  GIL &operator=(const GIL &) = delete;
+
+ private:
+  PyGILState_STATE state;
+};
+
+// the pending Python exception as one line, "TypeName: message"; clears it
+std::string python_error()
+{
+  PyObject *type = nullptr, *value = nullptr, *trace = nullptr;
+  PyErr_Fetch(&type, &value, &trace);
+  PyErr_NormalizeException(&type, &value, &trace);
+  std::string msg = "unknown Python error";
+  if (type) {
+    msg = reinterpret_cast<PyTypeObject *>(type)->tp_name;
+    PyObject *text = value ? PyObject_Str(value) : nullptr;
+    if (text) {
+      const char *s = PyUnicode_AsUTF8(text);
+      if (s && *s) msg += std::string(": ") + s;
+      Py_DECREF(text);
+    }
+    PyErr_Clear();
+  }
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(trace);
+  for (char &c : msg)
+    if (c == '\n' || c == '\r') c = ' ';
+  return msg;
+}
+
+PyObject *memory_view(void *data, size_t bytes, int flags)
+{
+  static char empty[8];
+  return PyMemoryView_FromMemory(bytes ? static_cast<char *>(data) : empty,
+                                 static_cast<Py_ssize_t>(bytes), flags);
+}
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+PairCACE::PairCACE(LAMMPS *lmp) : Pair(lmp), evaluator(nullptr), ghost_cutoff(0.0), elements_set(0)
+{
+  if (cace_host_lammps_version != CACE_LAMMPS_VERSION)
+    error->all(FLERR,
+               "pair_style cace: the plugin was built for LAMMPS version {} but this LAMMPS is "
+               "version {}; rebuild it with: cace-calc lammps build",
+               CACE_LAMMPS_VERSION, cace_host_lammps_version);
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairCACE::~PairCACE()
+{
+  if (evaluator && Py_IsInitialized()) {
+    GIL gil;
+    Py_DECREF(evaluator);
+  }
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   pair_style cace MODEL [dtype float32|float64] [device cpu|cuda|cuda:N]
+------------------------------------------------------------------------- */
+
+void PairCACE::settings(int narg, char **arg)
+{
+  if (narg < 1 || narg % 2 == 0)
+    error->all(FLERR, "pair_style cace: expected MODEL [dtype float32|float64] [device cpu|cuda]");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style cace needs 'units metal' (eV, Angstrom), not 'units {}'",
+               update->unit_style);
+  std::string dtype = "float64", device = "cpu";
+  for (int i = 1; i < narg; i += 2) {
+    if (strcmp(arg[i], "dtype") == 0)
+      dtype = arg[i + 1];
+    else if (strcmp(arg[i], "device") == 0)
+      device = arg[i + 1];
+    else
+      error->all(FLERR, "pair_style cace: unknown keyword '{}'; use dtype or device", arg[i]);
+  }
+
+  std::string failure = start_python();
+  if (!failure.empty()) error->all(FLERR, "pair_style cace: " + failure);
+
+  std::string message;
+  {
+    GIL gil;
+    Py_CLEAR(evaluator);
+    elements_set = 0;
+    PyObject *module = PyImport_ImportModule("cace_calc.lammps.bridge");
+    if (module) {
+      evaluator = PyObject_CallMethod(module, "PairCACE", "sss", arg[0], dtype.c_str(), device.c_str());
+      Py_DECREF(module);
+    }
+    PyObject *cut = evaluator ? PyObject_GetAttrString(evaluator, "ghost_cutoff") : nullptr;
+    if (cut) {
+      ghost_cutoff = PyFloat_AsDouble(cut);
+      Py_DECREF(cut);
+    }
+    if (PyErr_Occurred()) {
+      message = python_error();
+      Py_CLEAR(evaluator);
+    }
+  }
+  if (!message.empty()) error->all(FLERR, "pair_style cace: " + message);
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * EL1 EL2 ... (one element symbol per atom type)
+------------------------------------------------------------------------- */
+
+void PairCACE::coeff(int narg, char **arg)
+{
+  if (!evaluator) error->all(FLERR, "pair_coeff cace: pair_style cace MODEL must come first");
+  int ntypes = atom->ntypes;
+  if (narg != 2 + ntypes || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff cace: expected '* *' and one element per atom type ({} types)",
+               ntypes);
+
+  std::string message;
+  {
+    GIL gil;
+    PyObject *symbols = PyList_New(ntypes);
+    for (int i = 0; i < ntypes; i++) PyList_SET_ITEM(symbols, i, PyUnicode_FromString(arg[2 + i]));
+    PyObject *result = PyObject_CallMethod(evaluator, "set_elements", "O", symbols);
+    Py_DECREF(symbols);
+    if (!result) message = python_error();
+    Py_XDECREF(result);
+  }
+  if (!message.empty()) error->all(FLERR, "pair_coeff cace: " + message);
+
+  if (!allocated) {
+    allocated = 1;
+    memory->create(setflag, ntypes + 1, ntypes + 1, "pair:setflag");
+    memory->create(cutsq, ntypes + 1, ntypes + 1, "pair:cutsq");
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+  elements_set = 1;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairCACE::check_setup(const char *command)
+{
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "{}: pair_style cace needs 'units metal' (eV, Angstrom), not 'units {}'",
+               command, update->unit_style);
+  if (force->newton_pair == 0)
+    error->all(FLERR, "{}: pair_style cace needs 'newton on' (forces on ghost atoms are sent home)",
+               command);
+  if (!evaluator || !elements_set)
+    error->all(FLERR, "{}: pair_style cace needs 'pair_coeff * * EL1 EL2 ...'", command);
+}
+
+void PairCACE::init_style()
+{
+  check_setup("run");
+  // no LAMMPS neighbour list: the graph of local and ghost atoms is built in Python
+}
+
+double PairCACE::init_one(int, int)
+{
+  // sets the ghost shell: every atom whose features reach a local atom's energy
+  return ghost_cutoff;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairCACE::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  int nlocal = atom->nlocal;
+  int nall = nlocal + atom->nghost;
+  if (nlocal == 0) return;
+
+  std::string message;
+  {
+    GIL gil;
+    size_t n = static_cast<size_t>(nall);
+    PyObject *x = memory_view(&atom->x[0][0], 3 * n * sizeof(double), PyBUF_READ);
+    PyObject *type = memory_view(atom->type, n * sizeof(int), PyBUF_READ);
+    PyObject *f = memory_view(&atom->f[0][0], 3 * n * sizeof(double), PyBUF_WRITE);
+    PyObject *ea = Py_None, *va = Py_None;
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    if (eflag_atom) {
+      Py_DECREF(ea);
+      ea = memory_view(eatom, n * sizeof(double), PyBUF_WRITE);
+    }
+    if (vflag_atom) {
+      Py_DECREF(va);
+      va = memory_view(&vatom[0][0], 6 * n * sizeof(double), PyBUF_WRITE);
+    }
+    PyObject *result = PyObject_CallMethod(evaluator, "compute", "iiOOOOO", nlocal, nall, x, type, f, ea, va);
+    double energy = result ? PyFloat_AsDouble(result) : 0.0;
+    if (PyErr_Occurred()) message = python_error();
+    Py_XDECREF(result);
+    Py_DECREF(x);
+    Py_DECREF(type);
+    Py_DECREF(f);
+    Py_DECREF(ea);
+    Py_DECREF(va);
+    if (eflag_global) eng_vdwl += energy;
+  }
+  if (!message.empty()) error->one(FLERR, "pair cace: " + message);
+
+  if (vflag_fdotr) virial_fdotr_compute();
+}
