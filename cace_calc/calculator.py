@@ -119,8 +119,11 @@ class CACECalculator(Calculator):
             out["stress"][~graph.pbc.all(dim=1).cpu().numpy()] = 0.0
         for k, v in out.items():
             if not np.isfinite(v).all():
-                raise CalculationFailed(f"the model returned non-finite {k}; are two atoms on top of "
-                                        "each other?")
+                bad = [n for n, t in self.model.state_dict().items()
+                       if t.is_floating_point() and not torch.isfinite(t).all()]
+                cause = (f"its parameters hold NaN or inf ({', '.join(bad[:3])})" if bad
+                         else "are two atoms on top of each other?")
+                raise CalculationFailed(f"the model returned non-finite {k}; {cause}")
         return out
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

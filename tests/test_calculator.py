@@ -1,5 +1,7 @@
 """ASE calculator: construction and clear errors on bad input."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +69,18 @@ def test_degenerate_periodic_cell(model):
 def test_overlapping_atoms_fail_loudly(model):
     atoms = Atoms("H2O", positions=[[0, 0, 0], [0, 0, 0], [1.0, 0, 0]])
     atoms.calc = CACECalculator(model)
-    with pytest.raises(CalculationFailed, match="non-finite"):
+    with pytest.raises(CalculationFailed, match="non-finite.*two atoms on top of each other"):
+        atoms.get_potential_energy()
+
+
+def test_nan_parameters_are_blamed_not_the_atoms(model):
+    calc = CACECalculator(model)  # shares the session fixture's model: break a copy of it
+    calc.model = copy.deepcopy(calc.model)
+    with torch.no_grad():
+        calc.model.readout.mlp[0].weight[0, 0] = float("nan")
+    atoms = molecule("H2O")
+    atoms.calc = calc
+    with pytest.raises(CalculationFailed, match=r"parameters hold NaN or inf \(readout.mlp.0.weight\)"):
         atoms.get_potential_energy()
 
 
