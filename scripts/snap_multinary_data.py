@@ -120,7 +120,7 @@ def generate(which: str, seed: int, log=print):
     if which == "train":
         comps, repeat, snaps, equil, every = compositions(rng, 4, 3), 3, 3, 300, 150
     else:
-        comps, repeat, snaps, equil, every = compositions(rng, 2, 1), 4, 2, 400, 200
+        comps, repeat, snaps, equil, every = compositions(rng, 2, 1), 4, 2, 300, 150
     calc = SNAPCalculator()
     frames, t0 = [], time.time()
     for k, (name, frac) in enumerate(comps):
