@@ -53,7 +53,7 @@ def run_info(args) -> int:
     import torch
 
     from . import __version__
-    from .checkpoint import available_models, load_model
+    from .checkpoint import ALIASES, available_models, load_model
 
     print(f"cace_calc {__version__}, torch {torch.__version__}, "
           f"CUDA {'available: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'not available'}")
@@ -64,7 +64,9 @@ def run_info(args) -> int:
         from ase.data import chemical_symbols
 
         elems = " ".join(chemical_symbols[z] for z in m.config.elements)
-        print(f"  {name}: {elems}, cutoff {m.cutoff} A, {m.metadata.get('description', '')}")
+        aliases = [alias for alias, target in ALIASES.items() if target == name]
+        alias = f" (alias {', '.join(aliases)})" if aliases else ""
+        print(f"  {name}{alias}: {elems}, cutoff {m.cutoff} A, {m.metadata.get('description', '')}")
         test = (m.metadata.get("metrics") or {}).get("test")
         if test:
             stress = f", stress {test['stress_rmse_gpa']:.3f} GPa" if "stress_rmse_gpa" in test else ""

@@ -7,6 +7,7 @@ from cace_calc import load_model
 from cace_calc.cli import main
 
 
+@pytest.mark.requires_shared
 def test_convert(tmp_path, capsys):
     out = tmp_path / "water.pt"
     rc = main(["convert", str(REFERENCE / "cace_water_cacefit.pth"), str(out),
@@ -38,7 +39,7 @@ def test_info(capsys):
     test = load_model("water").metadata["metrics"]["test"]
     assert "water: H O, cutoff 5.5 A" in out
     assert f"E {test['energy_rmse_mev_per_atom']:.2f} meV/atom, F {test['forces_rmse_mev_per_a']:.1f} meV/A" in out
-    assert "nbmotaw: Nb Mo Ta W" in out and "stress" in out
+    assert "nbmotaw (alias hea): Nb Mo Ta W" in out and "stress" in out
 
 
 def test_help_exits_cleanly():

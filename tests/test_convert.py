@@ -45,6 +45,7 @@ def _compare(model, frames, dtype):
         yield de, df, ds, len(atoms)
 
 
+@pytest.mark.requires_shared
 def test_parity_float64(case):
     name, model, frames = case
     tol_e, tol_f, tol_s = TOL64[name]
@@ -54,6 +55,7 @@ def test_parity_float64(case):
         assert ds <= tol_s
 
 
+@pytest.mark.requires_shared
 def test_parity_float32(case):
     _, model, frames = case
     for de, df, _, n in _compare(model, frames, "float32"):
@@ -61,6 +63,7 @@ def test_parity_float32(case):
         assert df <= 1e-3
 
 
+@pytest.mark.requires_shared
 def test_published_hyperparameters():
     water = convert_original(WATER)
     hea = convert_original(HEA)
@@ -71,6 +74,7 @@ def test_published_hyperparameters():
     assert hea.config.avg_num_neighbors == pytest.approx(10.0)
 
 
+@pytest.mark.requires_shared
 def test_e0_is_added(tmp_path):
     e0 = {"1": -187.6043857100553, "8": -93.80219285502734}
     plain = convert_original(WATER)
@@ -122,6 +126,7 @@ def fake_cace(monkeypatch):
     return load, get
 
 
+@pytest.mark.requires_shared
 def test_repickled_model_converts_identically(fake_cace, tmp_path):
     load, _ = fake_cace
     root = load(WATER)
@@ -132,6 +137,7 @@ def test_repickled_model_converts_identically(fake_cace, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.requires_shared
 @pytest.mark.parametrize("module,name,match", [
     ("cace.modules.ewald", "EwaldPotential", "EwaldPotential.*long-range"),
     ("cace.modules.les", "LES", "LES.*long-range"),
@@ -146,6 +152,7 @@ def test_long_range_parts_are_refused(fake_cace, tmp_path, module, name, match):
         convert_original(tmp_path / "lr.pth")
 
 
+@pytest.mark.requires_shared
 def test_charge_readout_is_refused(fake_cace, tmp_path):
     load, _ = fake_cace
     root = load(WATER)

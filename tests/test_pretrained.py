@@ -40,6 +40,7 @@ def test_card_errors_meet_the_targets(name):
     assert f"{test['forces_rmse_mev_per_a']:.1f}" in card  # the card quotes the model's own numbers
 
 
+@pytest.mark.requires_shared
 @pytest.mark.parametrize("name", SHIPPED)
 def test_fixed_test_subset_reproduces_recorded_errors(name):
     check = json.loads((resources.files("cace_calc.pretrained") / name / "check.json").read_text())
