@@ -105,22 +105,40 @@ def evaluate_many(images: Sequence[Atoms], calc: BaseCalculator, properties: Seq
     return results
 
 
+def lattice_summary(atoms: Atoms, eps: float = 1e-3) -> str:
+    """The Bravais lattice of ``atoms.cell`` with its conventional constants (A, degrees), then
+    the cell lengths, e.g. ``body-centred cubic, a = 3.1900 A (cell lengths 2.7626, 2.7626,
+    2.7626 A)`` for the primitive cell of bcc W: a user expects the lattice constant, not the
+    primitive cell's edge. ``eps``: tolerance (A) of ASE's lattice recognition."""
+    lengths = ", ".join(f"{v:.4f}" for v in atoms.cell.lengths())
+    try:
+        lat = atoms.cell.get_bravais_lattice(eps=eps)
+    except (RuntimeError, ValueError):  # ASE could not classify the cell
+        return f"cell lengths {lengths} A"
+    consts = ", ".join(f"{k} = {v:.4f} A" if k in "abc" else f"{k} = {v:.2f} deg" for k, v in lat.vars().items())
+    return f"{lat.longname}, {consts} (cell lengths {lengths} A)"
+
+
 def read_structure(spec: str | os.PathLike) -> Atoms:
-    """A structure from a file ``ase.io.read`` understands (its last frame) or from a shorthand
+    """A structure from a file ``ase.io.read`` understands (its last frame), a structure shipped
+    with the package by name (``cace_calc.data.list_structures()``, e.g. ``nbmotaw-128``) or a shorthand
     ``KIND:SYMBOL[:A]`` with KIND one of sc, fcc, bcc, hcp, diamond and A the lattice constant
     in A (ASE's reference value if left out), e.g. ``bcc:W:3.17``; shorthands give the primitive cell."""
+    from .data import list_structures, resolve_structure_file
+
     path = os.fspath(spec)
-    if os.path.exists(path):
+    if os.path.exists(path) or path in list_structures():
         import ase.io
 
-        atoms = ase.io.read(path)
+        atoms = ase.io.read(resolve_structure_file(path))
         if isinstance(atoms, list):  # pragma: no cover - ase.io.read returns one Atoms by default
             atoms = atoms[-1]
         return atoms
     m = _SHORTHAND.match(path)
     if m is None or m["kind"] not in SHORTHAND_STRUCTURES:
-        raise ValueError(f"{path!r} is neither a file nor a structure shorthand KIND:SYMBOL[:A] with KIND in "
-                         f"{', '.join(SHORTHAND_STRUCTURES)} (e.g. bcc:W:3.17)")
+        raise ValueError(f"{path!r} is neither a file, a shipped structure ({', '.join(list_structures())}) nor a "
+                         f"structure shorthand KIND:SYMBOL[:A] with KIND in {', '.join(SHORTHAND_STRUCTURES)} "
+                         "(e.g. bcc:W:3.17)")
     from ase.build import bulk
     from ase.data import atomic_numbers
 

@@ -20,6 +20,7 @@ from .bulk import (
     check_bulk,
     check_stress,
     evaluate_many,
+    lattice_summary,
     resolve_calculator,
 )
 from .eos import EOSResult, birch_murnaghan_eos
@@ -114,8 +115,7 @@ class ElasticResult:
         """The tensor with its uncertainty and the moduli as text."""
         head = "Elastic constants (GPa)"
         if self.atoms is not None:
-            lengths = ", ".join(f"{v:.4f}" for v in self.atoms.cell.lengths())
-            head += f" of {self.atoms.get_chemical_formula()} ({len(self.atoms)} atoms, cell lengths {lengths} A)"
+            head += f" of {self.atoms.get_chemical_formula()} ({len(self.atoms)} atoms; {lattice_summary(self.atoms)})"
         lines = [head, "        " + "".join(f"{v:>18s}" for v in _VOIGT)]
         for i in range(6):
             row = "".join(f"{self.C[i, j]:10.2f} +-{self.C_err[i, j]:5.2f}" for j in range(6))

@@ -79,17 +79,19 @@ def read_structures(paths: str | os.PathLike | Sequence[str | os.PathLike], inde
     """All structures (frames ``index``, an ase.io slice string such as ``":"``, ``"-1"`` or
     ``"0:100:10"``) of one or more files in any format ``ase.io.read`` reads.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for one that cannot be
-    read or holds no structures.
+    A name from ``cace_calc.data.list_structures()`` (e.g. ``water-64``) in place of a path reads
+    that shipped structure. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for
+    one that cannot be read or holds no structures.
     """
     import ase.io
+
+    from .data import resolve_structure_file
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     images: list[Atoms] = []
     for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
+        path = resolve_structure_file(path)  # FileNotFoundError naming the shipped structures
         try:
             frames = ase.io.read(path, index=index)
         except (StopIteration, IndexError):  # an integer index past the last frame

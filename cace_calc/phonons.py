@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .bulk import CalcOrModel, check_bulk, evaluate_many, resolve_calculator
+from .bulk import CalcOrModel, check_bulk, evaluate_many, lattice_summary, resolve_calculator
 from .errors import StressNotAvailableError
 from .relax import relax_cell
 
@@ -106,6 +106,7 @@ class PhononResult:
         lines = [
             (f"Phonons of {self.atoms.get_chemical_formula()} ({len(self.atoms)} atoms in the unit cell, "
              f"supercell {sc_txt}, {self.n_displacements} displacements of {self.displacement} A)"),
+            f"  {lattice_summary(self.atoms)}",
             f"  band path {self.band_path}; max frequency {self.band_frequencies.max():.3f} THz",
             f"  lowest frequency {self.min_frequency:.4f} THz at q = ({qmin}){flag}",
             f"  Gamma: {gamma}{' ...' if 3 * len(self.atoms) > 12 else ''} THz",
@@ -241,7 +242,7 @@ def compute_phonons(atoms: Atoms, calc_or_model: CalcOrModel, *, supercell=(4, 4
         except StressNotAvailableError as e:
             raise StressNotAvailableError(f"{e}; relaxing the cell needs stress: pass relax=False (--no-relax) "
                                           "to use the structure as given") from e
-        log(f"relaxed cell lengths {', '.join(f'{v:.4f}' for v in unitcell.cell.lengths())} A")
+        log(f"relaxed: {lattice_summary(unitcell)}")
     else:
         unitcell = atoms.copy()
         unitcell.set_constraint()

@@ -92,7 +92,9 @@ class CACEDriver:
         if template is not None and not isinstance(template, Atoms):
             from ase.io import read
 
-            template = read(template)
+            from ..data import resolve_structure_file
+
+            template = read(resolve_structure_file(template))  # a file or a shipped structure name
         self.template = template
         self.evaluator = None if template is None else IPIEvaluator.from_atoms(self.calculator, template)
         self.n_structures = 0

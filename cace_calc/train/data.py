@@ -49,7 +49,9 @@ def read_structures(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
     from ase.io import read
 
     if not os.path.isfile(path):
-        raise DataError(f"data file {str(path)!r} does not exist")
+        from ..data import development_data_hint
+
+        raise DataError(f"data file {str(path)!r} does not exist{development_data_hint(path)}")
     images = read(path, index)
     images = images if isinstance(images, list) else [images]
     if not images:

@@ -10,7 +10,7 @@ from ase.build import bulk, molecule
 from conftest import make_model
 
 from cace_calc import save_model
-from cace_calc.bulk import read_structure
+from cace_calc.bulk import lattice_summary, read_structure
 from cace_calc.cli import main
 from cace_calc.elastic import elastic_constants
 
@@ -29,6 +29,7 @@ def test_phonons(cu_model, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Phonons of Cu (1 atoms in the unit cell, supercell 2 2 2, 1 displacements of 0.01 A)" in captured.out
+    assert "  face-centred cubic, a = 3.4500 A (cell lengths 2.4395, 2.4395, 2.4395 A)" in captured.out
     for name in ("phonopy_params.yaml", "band.yaml", "total_dos.dat", "thermal_properties.yaml",
                  "bands_dos.png", "thermal.png"):
         assert (out / name).stat().st_size > 100
@@ -55,7 +56,7 @@ def test_elastic_table(cu_model, tmp_path, capsys):
                "--device", "cpu", "--symmetry", "cubic"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "Elastic constants (GPa) of Cu4 (4 atoms" in out
+    assert "Elastic constants (GPa) of Cu4 (4 atoms; primitive cubic, a = 3.4500 A" in out
     assert "Born stability:" in out and "bulk modulus" in out
 
 
@@ -106,3 +107,12 @@ def test_example_without_model(tmp_path, capsys, monkeypatch):
     alloy = example.random_alloy(2, seed=0)
     symbols = alloy.get_chemical_symbols()
     assert len(alloy) == 16 and [symbols.count(s) for s in ("Nb", "Mo", "Ta", "W")] == [4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("atoms,expected", [
+    (bulk("W", "bcc", a=3.19), "body-centred cubic, a = 3.1900 A (cell lengths 2.7626, 2.7626, 2.7626 A)"),
+    (bulk("Cu", "fcc", a=3.6), "face-centred cubic, a = 3.6000 A"),
+    (bulk("Mg", "hcp", a=3.2, c=5.2), "primitive hexagonal, a = 3.2000 A, c = 5.2000 A"),
+])
+def test_lattice_summary_gives_the_conventional_constant(atoms, expected):
+    assert lattice_summary(atoms).startswith(expected)
