@@ -325,11 +325,10 @@ def add_pimd(sub):
 
 
 def run_pimd(args) -> int:
-    from ase.io import read
-
+    from .evaluate import read_structures
     from .pimd import run_pimd as _run_pimd
 
-    atoms = read(args.structure, index=int(args.index))
+    atoms = read_structures(args.structure, index=str(int(args.index)))[0]
     try:
         res = _run_pimd(atoms, args.model, args.out, mode="inprocess" if args.inprocess else "socket",
                         drivers=args.drivers, device=args.device, dtype=args.dtype, threads=args.threads,
@@ -346,7 +345,8 @@ def run_pimd(args) -> int:
     for key, value in res.averages(skip=skip).items():
         unit = {"temperature": "K", "pressure": "GPa", "volume": "A^3"}.get(key, "eV")
         print(f"  {key:34s} {value:14.6f} {unit}")
-    print(f"outputs in {res.directory} (trajectories: simulation.xc.extxyz centroid, simulation.pos_*.extxyz beads)")
+    print(f"outputs in {res.directory}: simulation.out (properties), centroid.extxyz (centroid trajectory), "
+          "simulation.pos_K.extxyz (bead K), input.xml (the i-PI input)")
     return 0
 
 def add_eval(sub):

@@ -4,9 +4,24 @@ import os
 import sys
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to this checkout
+# The development data (see README, 'Development data'): ../shared next to this checkout, or
+# $CACE_SHARED (empty: none). Only convert_original.py and train_small.py need it; the others use
+# the structures shipped in cace_calc.data.
+if "CACE_SHARED" in os.environ:
+    SHARED = Path(os.environ["CACE_SHARED"] or "/nonexistent/cace-shared")
+else:
+    SHARED = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE = SHARED / "reference"  # the published CACE models: read from there, never copied
 WATER = SHARED / "data" / "water" / "water_pbe0_train.xyz"  # 320 frames of 64 H2O with PBE0 labels
+
+
+def require_shared(*paths: Path) -> bool:
+    """True if all ``paths`` of the development data exist; else says so in one line (stderr)."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"this example needs the development data ({missing[0]} not found): ../shared beside the "
+              "checkout or $CACE_SHARED; see README 'Development data'", file=sys.stderr)
+    return not missing
 
 
 def is_fast(args) -> bool:

@@ -10,7 +10,8 @@ the project.
     python examples/convert_original.py [--original X.pth --e0 X_e0.json] [--output water.pt] [--fast]
 
 The same from the shell: ``cace-calc convert cace_water_cacefit.pth water.pt --e0 cace_water_cacefit_e0.json``.
---fast is accepted for uniformity with the other examples (this one is quick anyway).
+--fast is accepted for uniformity with the other examples (this one is quick anyway). Needs the
+development data (../shared, see README) or your own files; without them, says so and exits with 1.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-from _common import REFERENCE
+from _common import REFERENCE, require_shared
 
 from cace_calc import CACECalculator, convert_original, save_model
 
@@ -37,6 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", help="where to write the converted model (default: a temporary folder)")
     parser.add_argument("--fast", action="store_true", help="no effect (this example is quick)")
     args = parser.parse_args(argv)
+    if not require_shared(*map(Path, (args.original, args.e0, args.reference))):  # not shipped: licence
+        return 1
 
     with tempfile.TemporaryDirectory() as tmp:
         model = convert_original(args.original, e0=args.e0)  # reads the pickle without running its code

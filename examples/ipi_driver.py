@@ -22,10 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import ase.io
-from _common import WATER, find_model, is_fast
+from _common import find_model, is_fast
 
 from cace_calc import CACECalculator
+from cace_calc.data import structure
 from cace_calc.ipi import CACEDriver
 from cace_calc.ipi.inputs import PIMDSettings, socket_forcefield_xml, write_pimd_input
 from cace_calc.ipi.launch import ipi_executable
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     if model is None:
         return 0 if fast else 1
 
-    atoms = ase.io.read(WATER, index=0)
+    atoms = structure("water-64")  # shipped with the package
     driver = CACEDriver(model, template=atoms, device=args.device)
 
     name = f"cace-example-{os.getpid()}"  # i-PI listens on /tmp/ipi_<name>

@@ -1,13 +1,13 @@
 """Liquid water at 300 K: Langevin NVT molecular dynamics with a CACE model and ASE.
 
-Runs MD of the 64-molecule water box (frame 0 of ../shared/data/water), writes the ASE log
+Runs MD of the 64-molecule water box shipped with the package (water-64), writes the ASE log
 (md.log) and trajectory (md.traj) to --out, then reads the trajectory back and checks that the
 molecules stay intact (O-H bond lengths).
 
     python examples/md_water.py [--model water] [--steps 2000] [--out md-water] [--fast]
 
 --fast runs 10 steps. The same run from the shell:
-``cace-calc md water.xyz --model water --steps 2000 --out md-water``.
+``cace-calc md water-64 --model water --steps 2000 --out md-water``.
 """
 
 import argparse
@@ -15,9 +15,10 @@ import sys
 
 import ase.io
 import numpy as np
-from _common import WATER, find_model, is_fast
+from _common import find_model, is_fast
 
 from cace_calc import CACECalculator
+from cace_calc.data import structure
 from cace_calc.md import run_md
 
 
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     if model is None:
         return 0 if fast else 1
 
-    atoms = ase.io.read(WATER, index=0)
+    atoms = structure("water-64")  # 192 atoms, equilibrated at 300 K
     calc = CACECalculator(model, device=args.device, dtype="float32")  # float32: fast, accurate enough for MD
     res = run_md(atoms, calc, temperature=args.temperature, steps=steps, timestep=args.timestep,
                  ensemble="nvt", friction=0.01, out_dir=args.out, log_every=max(1, steps // 100),

@@ -1,6 +1,6 @@
 """Quantum nuclei in liquid water at 300 K: path-integral MD with i-PI and a CACE model.
 
-Runs NVT path-integral MD of the 64-molecule water box (frame 0 of ../shared/data/water),
+Runs NVT path-integral MD of the 64-molecule water box shipped with the package (water-64),
 then reports the centroid-virial quantum kinetic energy per atom of H and O (classical
 nuclei would give 3/2 kT = 0.039 eV at 300 K) and the O-O and O-H radial distribution
 functions over all beads, and plots them to pimd_water.png in the output folder.
@@ -12,7 +12,7 @@ functions over all beads, and plots them to pimd_water.png in the output folder.
 It uses the pretrained ``water`` model; until that model is installed, pass --model with a
 model file (for instance one converted with ``cace-calc convert``); without one it says so and
 exits (status 0 with --fast, 1 otherwise).
-The same run from the shell: ``cace-calc pimd water.xyz --model water --beads 32 --steps 2000``.
+The same run from the shell: ``cace-calc pimd water-64 --model water --beads 32 --steps 2000``.
 """
 
 import argparse
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-from _common import WATER, find_model, is_fast
+from _common import find_model, is_fast
 from ase import units
 
+from cace_calc.data import resolve_structure_file
 from cace_calc.pimd import run_pimd
 from cace_calc.rdf import radial_distribution
 
@@ -53,7 +54,8 @@ def plot(res, rdfs, path: Path, temperature: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
-    parser.add_argument("--structure", default=str(WATER), help="start structure (default: frame 0 of the water set)")
+    parser.add_argument("--structure", default="water-64",
+                        help="start structure: a file (its first frame) or a shipped structure name (water-64)")
     parser.add_argument("--beads", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
     if model is None:
         return 0 if fast else 1
 
-    atoms = ase.io.read(args.structure, index=0)
+    atoms = ase.io.read(resolve_structure_file(args.structure), index=0)
     stride = max(1, args.steps // 100)
     res = run_pimd(atoms, model, args.out, mode="inprocess" if args.inprocess else "socket",
                    drivers=args.drivers, device=args.device, dtype=args.dtype, beads=args.beads,

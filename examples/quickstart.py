@@ -1,10 +1,8 @@
 """Quick start: a CACE model in ASE, from evaluation to a short MD run.
 
-Evaluates an equilibrated 64-molecule liquid water box (frame 0 of the water data set in
-../shared/data) and runs a short Langevin MD at 300 K, with the pretrained ``water`` model,
-or --model PATH. Until the pretrained model is installed it converts the published CACE water
-model (read from ../shared/reference, used here only as a demonstration and never copied into
-the project).
+Evaluates an equilibrated 64-molecule liquid water box (shipped with the package:
+``cace_calc.data.structure("water-64")``) and runs a short Langevin MD at 300 K, with the
+pretrained ``water`` model or --model PATH. Needs nothing beside the installed package.
 
     python examples/quickstart.py [--model water] [--steps 50] [--dtype float32] [--fast]
 
@@ -13,41 +11,31 @@ the project).
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import ase.io
 import numpy as np
-from _common import REFERENCE, WATER, is_fast
+from _common import is_fast
 from ase import units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 
-from cace_calc import CACECalculator, available_models, convert_original, save_model
+from cace_calc import CACECalculator
+from cace_calc.data import structure
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50, help="MD steps of 0.5 fs (default 50)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--model", help="pretrained model name or model file (default: water if installed, "
-                                        "else the converted published model)")
+    parser.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
     parser.add_argument("--fast", action="store_true", help="5 MD steps")
     args = parser.parse_args(argv)
     steps = 5 if is_fast(args) else args.steps
 
-    if args.model or "water" in available_models():
-        calc = CACECalculator(args.model or "water", device="auto", dtype=args.dtype)
-        print(f"model: {args.model or 'pretrained water'}")
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            model = convert_original(REFERENCE / "cace_water_cacefit.pth", e0=REFERENCE / "cace_water_cacefit_e0.json")
-            path = save_model(model, Path(tmp) / "water.pt")  # a cace_calc model file
-            calc = CACECalculator(path, device="auto", dtype=args.dtype)
-        print("model: the published CACE water model, converted (the pretrained water model is not installed)")
+    calc = CACECalculator(args.model, device="auto", dtype=args.dtype)
+    print(f"model: {args.model}")
 
-    atoms = ase.io.read(WATER, index=0)
+    atoms = structure("water-64")  # 64 H2O, equilibrated at 300 K with the water model
     atoms.calc = calc
     t0 = time.perf_counter()
     energy = atoms.get_potential_energy()

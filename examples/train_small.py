@@ -9,7 +9,7 @@ data and training for a usable potential: it only shows the workflow.
     python examples/train_small.py [--epochs 30] [--output DIR] [--fast]
 
 --fast: 6 frames, 2 epochs and a smaller model. Without --output the run goes to a temporary
-folder.
+folder. Needs the development data (../shared, see README); without it, says so and exits with 1.
 """
 
 import argparse
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import ase.io
-from _common import WATER, is_fast
+from _common import WATER, is_fast, require_shared
 
 from cace_calc import CACECalculator
 from cace_calc.train import train
@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fast", action="store_true", help="6 frames, 2 epochs, smaller model")
     args = parser.parse_args(argv)
     fast = is_fast(args)
+    if not require_shared(WATER):  # DFT-labelled frames: development data only
+        return 1
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "water12.xyz"

@@ -1,5 +1,7 @@
 """Every script in examples/ runs in --fast mode (as a subprocess, in a temporary folder) and
-prints what it should. Examples that need a pretrained model get a small random model file."""
+prints what it should. Examples that need a pretrained model get a small random model file.
+All but those in NEEDS_SHARED run stand-alone (CACE_SHARED="": as on a fresh clone with nothing
+beside it), in CI too; those say so in one line when the development data is missing."""
 
 import os
 import re
@@ -8,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, make_model
+from conftest import make_model
 
 from cace_calc import save_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+NEEDS_SHARED = {"convert_original.py", "train_small.py"}  # the published model; DFT-labelled frames
 
 # per example: extra arguments ({water}/{nbmotaw}: a random model file for those elements) and
 # regular expressions the output must match. A new example must be added here.
@@ -41,9 +44,12 @@ def models(tmp_path_factory):
             "nbmotaw": str(save_model(make_model(elements=(41, 42, 73, 74), cutoff=4.0), d / "nbmotaw.pt"))}
 
 
-def run_example(name, args, cwd, timeout=180):
+def run_example(name, args, cwd, timeout=180, standalone=False):
+    """Run examples/NAME; ``standalone``: without the development data (CACE_SHARED="")."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     env.pop("CACE_EXAMPLES_FAST", None)
+    if standalone:
+        env["CACE_SHARED"] = ""
     return subprocess.run([sys.executable, str(EXAMPLES / name), *args], check=False, cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -52,12 +58,12 @@ def test_every_example_is_covered():
     assert set(SCRIPTS) == set(CASES), "add the new example to CASES in tests/test_examples.py"
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the examples read ../shared")
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.requires_shared) if n in NEEDS_SHARED else n
+                                  for n in SCRIPTS])
 def test_example_runs_fast(name, models, tmp_path):
     args, patterns = CASES[name]
     args = [a.format(**models) for a in args] + ["--fast"]
-    proc = run_example(name, args, tmp_path)
+    proc = run_example(name, args, tmp_path, standalone=name not in NEEDS_SHARED)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     for pattern in patterns:
         assert re.search(pattern, proc.stdout), f"{name}: no match for {pattern!r} in\n{proc.stdout[-3000:]}"
@@ -72,3 +78,21 @@ def test_missing_model_message(tmp_path):
     full = run_example("md_water.py", args, tmp_path)
     assert full.returncode == 1 and "none.pt' does not exist" in full.stderr
     assert not (tmp_path / "md-water").exists()
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_SHARED))
+def test_examples_needing_the_development_data_say_so(name, tmp_path):
+    proc = run_example(name, ["--fast"], tmp_path, standalone=True)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "this example needs the development data" in proc.stderr
+    assert "README 'Development data'" in proc.stderr and not list(tmp_path.iterdir())
+
+
+def test_main_job_runs_standalone(tmp_path):
+    """The README's main job, `python examples/quickstart.py`, as written, with nothing beside the
+    checkout: the shipped water box and the pretrained water model."""
+    proc = run_example("quickstart.py", [], tmp_path, standalone=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"model: water\n192 atoms on (cpu|cuda\S*), float32: E = -\d+\.\d+ eV", proc.stdout)
+    assert re.search(r"step +50 +T = +\d+\.\d K", proc.stdout)
+    assert not list(tmp_path.iterdir())  # writes nothing
