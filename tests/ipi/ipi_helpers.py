@@ -98,3 +98,15 @@ class DriverThread(threading.Thread):
         self.join(timeout)
         assert not self.is_alive(), "the driver did not stop"
         return self.result
+
+
+def serve_run(directory: Path, name: str, driver) -> int:
+    """Run i-PI in ``directory`` with ``driver`` on unix socket ``name`` until both end cleanly;
+    returns the number of structures the driver evaluated."""
+    with ipi_server(directory, name) as ipi:
+        thread = DriverThread(driver, unix=name, timeout=TIMEOUT)
+        thread.start()
+        n = thread.finish()
+        assert thread.error is None, thread.error
+        assert ipi.wait(TIMEOUT) == 0
+    return n

@@ -15,6 +15,7 @@ from ipi_helpers import (
     DriverThread,
     ipi_server,
     model_file,
+    serve_run,
     socket_name,
     water_box,
     water_model,
@@ -44,12 +45,7 @@ def test_socket_pimd_matches_ase(tmp_path):
     write_socket_input(tmp_path, atoms, name, beads=4, steps=3, trajectory_stride=1, write_forces=True)
     calc = CACECalculator(water_model())
     driver = CACEDriver(calc, template=atoms)
-    with ipi_server(tmp_path, name) as ipi:
-        thread = DriverThread(driver, unix=name, timeout=TIMEOUT)
-        thread.start()
-        n = thread.finish()
-        assert thread.error is None, thread.error
-        assert ipi.wait(TIMEOUT) == 0
+    n = serve_run(tmp_path, name, driver)
     assert n == 4 * 4  # (step 0 + 3 steps) x 4 beads, one structure per exchange
 
     res = read_pimd_results(tmp_path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import ase.io
 from ase import units
-from ipi_helpers import TIMEOUT, DriverThread, ipi_server, socket_name, water_model
+from ipi_helpers import serve_run, socket_name, water_model
 
 from cace_calc import CACECalculator
 from cace_calc.data import structure
@@ -30,12 +30,7 @@ def test_example_input_serves_a_driver(tmp_path):
     (tmp_path / "input.xml").write_text(text)
     ase.io.write(tmp_path / "water-64.xyz", structure("water-64"))  # as the README says
     driver = CACEDriver(water_model(), template="water-64")  # a shipped structure by name
-    with ipi_server(tmp_path, name) as ipi:
-        thread = DriverThread(driver, unix=name, timeout=TIMEOUT)
-        thread.start()
-        n = thread.finish()
-        assert thread.error is None, thread.error
-        assert ipi.wait(TIMEOUT) == 0
+    n = serve_run(tmp_path, name, driver)
     assert n == 3 * 2  # (step 0 + 2 steps) x 2 beads
     props = read_properties(tmp_path / "simulation.out")  # atomic units
     assert props["step"].tolist() == [0, 1, 2] and props["bead_potentials"].shape == (3, 2)
