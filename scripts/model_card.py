@@ -230,7 +230,7 @@ def snap_section(snap: dict, transfer: dict | None) -> str:
                                 + ([f"{r['stress_rmse_gpa']:.3f}" if "stress_rmse_gpa" in r else "-"] if stress else []))
         return table(rows)
 
-    models = [m for m in snap["models"]]
+    models = snap["models"]
     dft = snap["dft_test"]
     groups = sorted({g for t in dft.values() for g in t if g != "all"}) + ["all"]
     text = (FINDINGS + "\n\nAgainst DFT on the test split (never trained on), by group, next to the published SNAP potential "
