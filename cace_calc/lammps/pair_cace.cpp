@@ -8,10 +8,11 @@
    is MIT-licensed; the plugin only calls it through the Python C API.
 
    How it works: LAMMPS keeps a ghost shell of one model cutoff + skin around each rank's atoms
-   (init_one returns the cutoff). Every step compute() hands zero-copy views of the positions,
-   types and forces of the local and ghost atoms to cace_calc.lammps.bridge.PairCACE.compute,
-   which builds the graph of the edges into the local atoms, sums their energies and adds minus
-   the gradient to the forces of all atoms; LAMMPS sends the ghost forces home (newton_pair on).
+   (init_one returns the cutoff) and a full neighbour list of the local atoms. Every step
+   compute() hands zero-copy views of the positions, types and forces of the local and ghost
+   atoms and the neighbour pairs to cace_calc.lammps.bridge.PairCACE.compute, which builds the
+   graph of the edges into the local atoms, sums their energies and adds minus the gradient to
+   the forces of all atoms; LAMMPS sends the ghost forces home (newton_pair on).
    Between message-passing layers the bridge calls back into this pair style (communicate) to
    copy per-atom quantities of the local atoms to their ghosts (forward communication) and, in
    the backward pass, to sum the ghosts' gradients onto the atoms they copy (reverse
@@ -27,6 +28,8 @@
 #include "error.h"
 #include "force.h"
 #include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
 #include "update.h"
 
 #include <cstring>
@@ -178,24 +181,27 @@ PairCACE::~PairCACE()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style cace MODEL [dtype float32|float64] [device cpu|cuda|cuda:N]
+   pair_style cace MODEL [dtype float32|float64] [device cpu|cuda|cuda:N] [compile no|yes]
 ------------------------------------------------------------------------- */
 
 void PairCACE::settings(int narg, char **arg)
 {
   if (narg < 1 || narg % 2 == 0)
-    error->all(FLERR, "pair_style cace: expected MODEL [dtype float32|float64] [device cpu|cuda]");
+    error->all(FLERR,
+               "pair_style cace: expected MODEL [dtype float32|float64] [device cpu|cuda] [compile no|yes]");
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style cace needs 'units metal' (eV, Angstrom), not 'units {}'",
                update->unit_style);
-  std::string dtype = "float64", device = "cpu";
+  std::string dtype = "float64", device = "cpu", compile = "no";
   for (int i = 1; i < narg; i += 2) {
     if (strcmp(arg[i], "dtype") == 0)
       dtype = arg[i + 1];
     else if (strcmp(arg[i], "device") == 0)
       device = arg[i + 1];
+    else if (strcmp(arg[i], "compile") == 0)
+      compile = arg[i + 1];
     else
-      error->all(FLERR, "pair_style cace: unknown keyword '{}'; use dtype or device", arg[i]);
+      error->all(FLERR, "pair_style cace: unknown keyword '{}'; use dtype, device or compile", arg[i]);
   }
 
   std::string failure = start_python();
@@ -208,7 +214,8 @@ void PairCACE::settings(int narg, char **arg)
     elements_set = 0;
     PyObject *module = PyImport_ImportModule("cace_calc.lammps.bridge");
     if (module) {
-      evaluator = PyObject_CallMethod(module, "PairCACE", "sss", arg[0], dtype.c_str(), device.c_str());
+      evaluator = PyObject_CallMethod(module, "PairCACE", "ssss", arg[0], dtype.c_str(), device.c_str(),
+                                      compile.c_str());
       Py_DECREF(module);
     }
     PyObject *cut = evaluator ? PyObject_GetAttrString(evaluator, "ghost_cutoff") : nullptr;
@@ -287,7 +294,9 @@ void PairCACE::check_setup(const char *command)
 void PairCACE::init_style()
 {
   check_setup("run");
-  // no LAMMPS neighbour list: the graph of local and ghost atoms is built in Python
+  // every neighbour of a local atom within cutoff + skin, local or ghost (the bridge drops the
+  // pairs beyond the cutoff)
+  neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 
 double PairCACE::init_one(int, int)
@@ -304,10 +313,27 @@ void PairCACE::compute(int eflag, int vflag)
   int nlocal = atom->nlocal;
   int nall = nlocal + atom->nghost;    // a rank without local atoms still joins the exchanges
 
+  // the neighbour list as (i, j) pairs, i local
+  size_t npairs = 0;
+  for (int ii = 0; ii < list->inum; ii++) npairs += list->numneigh[list->ilist[ii]];
+  pair_i.resize(npairs);
+  pair_j.resize(npairs);
+  size_t k = 0;
+  for (int ii = 0; ii < list->inum; ii++) {
+    int i = list->ilist[ii];
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++, k++) {
+      pair_i[k] = i;
+      pair_j[k] = jlist[jj] & NEIGHMASK;
+    }
+  }
+
   std::string message;
   {
     GIL gil;
     size_t n = static_cast<size_t>(nall);
+    PyObject *pi = memory_view(pair_i.data(), npairs * sizeof(int), PyBUF_READ);
+    PyObject *pj = memory_view(pair_j.data(), npairs * sizeof(int), PyBUF_READ);
     PyObject *x = memory_view(&atom->x[0][0], 3 * n * sizeof(double), PyBUF_READ);
     PyObject *type = memory_view(atom->type, n * sizeof(int), PyBUF_READ);
     PyObject *f = memory_view(&atom->f[0][0], 3 * n * sizeof(double), PyBUF_WRITE);
@@ -322,12 +348,15 @@ void PairCACE::compute(int eflag, int vflag)
       Py_DECREF(va);
       va = memory_view(&vatom[0][0], 6 * n * sizeof(double), PyBUF_WRITE);
     }
-    PyObject *result = PyObject_CallMethod(evaluator, "compute", "iiOOOOO", nlocal, nall, x, type, f, ea, va);
+    PyObject *result =
+        PyObject_CallMethod(evaluator, "compute", "iiOOOOOOO", nlocal, nall, x, type, pi, pj, f, ea, va);
     double energy = result ? PyFloat_AsDouble(result) : 0.0;
     if (PyErr_Occurred()) message = python_error();
     Py_XDECREF(result);
     Py_DECREF(x);
     Py_DECREF(type);
+    Py_DECREF(pi);
+    Py_DECREF(pj);
     Py_DECREF(f);
     Py_DECREF(ea);
     Py_DECREF(va);

@@ -13,6 +13,7 @@
 #include "pair.h"
 
 #include <string>
+#include <vector>
 
 typedef struct _object PyObject;
 
@@ -42,6 +43,7 @@ class PairCACE : public Pair {
  private:
   PyObject *evaluator;    // a cace_calc.lammps.bridge.PairCACE
   double ghost_cutoff;    // cutoff of the model, Angstrom (LAMMPS adds the skin)
+  std::vector<int> pair_i, pair_j;    // the full neighbour list of the local atoms as pairs
   double *comm_rows;      // the rows being communicated, [nall, comm_width]
   int comm_width;
   int elements_set;

@@ -10,11 +10,13 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_model
 from lammps_helpers import NBMOTAW, random_alloy
 
 from cace_calc import CACECalculator
 from cace_calc.checkpoint import save_model
+from cace_calc.graph import neighbour_pairs
 from cace_calc.lammps.bridge import PairCACE
 
 
@@ -91,9 +93,13 @@ def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
         nall = len(x)
         f, eatom, vatom = np.zeros((nall, 3)), np.zeros(nall), np.zeros((nall, 6))
         t = types[owner].astype(np.int32)
+        # LAMMPS' full neighbour list of the local atoms, with a skin
+        i, j, _ = neighbour_pairs(torch.from_numpy(x), torch.zeros(3, 3, dtype=torch.float64), (False,) * 3,
+                                  pair.cutoff + 0.5)
+        i, j = i[i < nlocal].numpy().astype(np.int32), j[i < nlocal].numpy().astype(np.int32)
         try:
-            energy = pair.compute(nlocal, nall, memoryview(x.copy()), memoryview(t), memoryview(f),
-                                  memoryview(eatom), memoryview(vatom))
+            energy = pair.compute(nlocal, nall, memoryview(x.copy()), memoryview(t), memoryview(i), memoryview(j),
+                                  memoryview(f), memoryview(eatom), memoryview(vatom))
             out[rank] = (energy, f, eatom, vatom)
         except BaseException as e:
             comm.barrier.abort()
@@ -155,4 +161,6 @@ def test_element_errors(tmp_path):
     with pytest.raises(ValueError, match=r"'X' is not an element symbol"):
         pair.set_elements(["H", "X"])
     with pytest.raises(RuntimeError, match="call set_elements"):
-        pair.compute(1, 1, memoryview(np.zeros(3)), memoryview(np.ones(1, np.int32)), memoryview(np.zeros(3)))
+        none = memoryview(np.zeros(0, np.int32))
+        pair.compute(1, 1, memoryview(np.zeros(3)), memoryview(np.ones(1, np.int32)), none, none,
+                     memoryview(np.zeros(3)))

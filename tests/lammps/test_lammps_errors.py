@@ -27,12 +27,13 @@ def box(lmp, units="metal", newton="on"):
         lmp.command(c)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_from_python_matches_ase(tmp_path, lmp, dtype):
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch.compile internals
+@pytest.mark.parametrize(("dtype", "compile"), [("float64", "no"), ("float32", "no"), ("float32", "yes")])
+def test_from_python_matches_ase(tmp_path, lmp, dtype, compile):
     atoms = random_alloy((2, 2, 2), tilt=(0.1, 0.0, -0.2), seed=11)
     write_data(atoms, tmp_path / "alloy.data", NBMOTAW)
     for c in ("units metal", "atom_style atomic", f"read_data {tmp_path / 'alloy.data'}",
-              f"pair_style cace nbmotaw dtype {dtype}", "pair_coeff * * Nb Mo Ta W", "run 0"):
+              f"pair_style cace nbmotaw dtype {dtype} compile {compile}", "pair_coeff * * Nb Mo Ta W", "run 0"):
         lmp.command(c)
     atoms.calc = CACECalculator("nbmotaw", device="cpu", dtype=dtype)
     nlocal = lmp.extract_global("nlocal")
@@ -73,7 +74,9 @@ def test_bad_keyword(lmp):
     box(lmp)
     with pytest.raises(Exception, match=r"pair_style cace: ValueError: dtype must be 'float32' or 'float64'"):
         lmp.command("pair_style cace nbmotaw dtype float16")
-    with pytest.raises(Exception, match=r"pair_style cace: unknown keyword 'precision'"):
+    with pytest.raises(Exception, match=r"pair_style cace: ValueError: compile must be yes or no, got 'true'"):
+        lmp.command("pair_style cace nbmotaw compile true")
+    with pytest.raises(Exception, match=r"pair_style cace: unknown keyword 'precision'; use dtype, device or compile"):
         lmp.command("pair_style cace nbmotaw precision float32")
 
 
