@@ -36,7 +36,7 @@ WATER_REPEATS = {192: 1, 1536: 2, 12288: 4, 98304: 8}
 INPUT = """units metal
 atom_style atomic
 read_data water.data
-pair_style cace {model} dtype {dtype} device {device}
+pair_style cace {model} dtype {dtype} device {device} compile {compile}
 pair_coeff * * H O
 neighbor 1.0 bin
 timestep 0.0005
@@ -45,6 +45,7 @@ fix nve all nve
 thermo {steps}
 run {warmup}
 run {steps}
+info memory
 """
 
 
@@ -65,7 +66,8 @@ def water(n_atoms: int):
     return atoms
 
 
-def time_lammps(atoms, ranks: int, *, model: str, dtype: str, device: str, steps: int, warmup: int) -> dict:
+def time_lammps(atoms, ranks: int, *, model: str, dtype: str, device: str, compile: bool, steps: int,
+                warmup: int) -> dict:
     import ase.io
 
     from cace_calc.lammps import run_lammps
@@ -73,7 +75,7 @@ def time_lammps(atoms, ranks: int, *, model: str, dtype: str, device: str, steps
     with tempfile.TemporaryDirectory() as tmp:
         ase.io.write(Path(tmp) / "water.data", atoms, format="lammps-data", specorder=["H", "O"], masses=True)
         (Path(tmp) / "in.bench").write_text(INPUT.format(model=model, dtype=dtype, device=device, steps=steps,
-                                                         warmup=warmup))
+                                                         warmup=warmup, compile="yes" if compile else "no"))
         start = time.perf_counter()
         proc = run_lammps(Path(tmp) / "in.bench", np=ranks, capture=True, args=("-log", "none"))
         wall = time.perf_counter() - start
@@ -84,16 +86,20 @@ def time_lammps(atoms, ranks: int, *, model: str, dtype: str, device: str, steps
     loop_s, n = float(loops[-1][0]), int(loops[-1][1])
     mem = re.findall(r"Per MPI rank memory allocation \(min/avg/max\) = \S+ \| \S+ \| (\S+) Mbytes", out)
     ghosts = re.findall(r"Nghost:\s+(\S+) ave", out)
+    rss = re.findall(r"Maximum resident set size:\s+(\S+) Mbyte", out)  # rank 0's peak, torch included
     return {"ms_per_step": 1e3 * loop_s / max(n, 1), "wall_s": wall, "lammps_mbytes_per_rank": float(mem[-1]) if mem else None,
+            "peak_rss_mbytes_rank0": float(rss[-1]) if rss else None,
             "ghosts_per_rank": float(ghosts[-1]) if ghosts else None}
 
 
-def time_ase(atoms, *, model: str, dtype: str, device: str, repeats: int) -> dict:
+def time_ase(atoms, *, model: str, dtype: str, device: str, compile: bool, repeats: int) -> dict:
+    import resource
+
     import torch
 
     from cace_calc import CACECalculator
 
-    calc = CACECalculator(model, device=device, dtype=dtype)
+    calc = CACECalculator(model, device=device, dtype=dtype, compile=compile)
     atoms = atoms.copy()
     rng = np.random.default_rng(0)
     times = []
@@ -104,7 +110,10 @@ def time_ase(atoms, *, model: str, dtype: str, device: str, repeats: int) -> dic
         atoms.get_forces()
         if i:  # the first call warms up
             times.append(time.perf_counter() - start)
-    return {"ms_per_call": 1e3 * float(np.median(times)), "threads": torch.get_num_threads()}
+    # peak RSS of this process so far (ASE runs before the LAMMPS runs, which are subprocesses)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"ms_per_call": 1e3 * float(np.median(times)), "threads": torch.get_num_threads(),
+            "peak_rss_mbytes": peak}
 
 
 def main(argv=None):
@@ -117,6 +126,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=10, help="timed MD steps per LAMMPS run")
     p.add_argument("--warmup", type=int, default=2, help="MD steps before the timed ones")
     p.add_argument("--no-ase", action="store_true", help="skip the ASE calculator's timing")
+    p.add_argument("--compile", action="store_true", help="compiled kernels in both (pair_style ... compile yes)")
     p.add_argument("--label", default="lammps-cpu")
     args = p.parse_args(argv)
 
@@ -126,19 +136,22 @@ def main(argv=None):
         row = {"atoms": len(atoms)}
         if not args.no_ase:
             row["ase"] = time_ase(atoms, model=args.model, dtype=args.dtype, device=args.device,
-                                  repeats=max(1, min(args.steps, 5)))
+                                  compile=args.compile, repeats=max(1, min(args.steps, 5)))
         for ranks in args.ranks:
             row[f"lammps_np{ranks}"] = time_lammps(atoms, ranks, model=args.model, dtype=args.dtype,
-                                                   device=args.device, steps=args.steps, warmup=args.warmup)
+                                                   device=args.device, compile=args.compile, steps=args.steps,
+                                                   warmup=args.warmup)
         rows.append(row)
         cells = [f"{len(atoms):>7d} atoms"]
         if "ase" in row:
-            cells.append(f"ASE {row['ase']['ms_per_call']:10.1f} ms")
+            cells.append(f"ASE {row['ase']['ms_per_call']:10.1f} ms ({row['ase']['peak_rss_mbytes']:.0f} MB)")
         cells += [f"np {r}: {row[f'lammps_np{r}']['ms_per_step']:10.1f} ms/step "
-                  f"({row[f'lammps_np{r}']['ghosts_per_rank']:.0f} ghosts/rank)" for r in args.ranks]
+                  f"({row[f'lammps_np{r}']['ghosts_per_rank']:.0f} ghosts/rank, "
+                  f"{row[f'lammps_np{r}']['peak_rss_mbytes_rank0'] or float('nan'):.0f} MB)" for r in args.ranks]
         print("  ".join(cells), flush=True)
 
     result = {"label": args.label, "model": args.model, "dtype": args.dtype, "device": args.device,
+              "compile": args.compile,
               "steps": args.steps, "warmup": args.warmup, "cpus": os.cpu_count(), "machine": platform.processor()
               or platform.machine(), "python": sys.version.split()[0], "rows": rows}
     out = HERE / "results" / f"{args.label}.json"
