@@ -182,8 +182,9 @@ class CACE(torch.nn.Module):
         only their elements; each later layer gets their per-atom inputs (Bchi sender weights,
         Ar densities) from ``exchange``, a differentiable map from rows of the receivers
         [n_receivers, F] to rows of the ghosts [N - n_receivers, F] whose backward pass sums
-        the ghosts' gradients onto the atoms they copy. It is called once per message-passing
-        layer and per quantity, in the same order on every rank.
+        the ghosts' gradients onto the atoms they copy. When given, it is called once per
+        message-passing layer (the quantities side by side in one row), also without ghosts, so
+        that every rank runs the same exchanges in the same order.
         """
         n_atoms = species.shape[0]
         n_recv = n_atoms if n_receivers is None else int(n_receivers)
@@ -192,7 +193,7 @@ class CACE(torch.nn.Module):
 
         def with_ghosts(*rows: torch.Tensor | None) -> list[torch.Tensor | None]:
             # per-atom tensors of the receivers [n_recv, ...] -> of all atoms [N, ...], one exchange
-            if n_recv == n_atoms:
+            if exchange is None:
                 return list(rows)
             present = [r for r in rows if r is not None]
             ghosts = exchange(torch.cat([r.reshape(n_recv, -1) for r in present], dim=1))

@@ -21,14 +21,15 @@ def plugin():
     return build_plugin()
 
 
-def single_point(model: str, elements: list[str], extra: str = "") -> str:
+def single_point(model: str, elements: list[str], extra: str = "", boundary: str = "p p p",
+                 pair: str | None = None) -> str:
+    pair = pair or f"pair_style cace {model} dtype float64\npair_coeff * * {' '.join(elements)}"
     return f"""units metal
 atom_style atomic
-boundary p p p
+boundary {boundary}
 {extra}
 read_data structure.data
-pair_style cace {model} dtype float64
-pair_coeff * * {' '.join(elements)}
+{pair}
 compute pe all pe/atom
 compute sv all stress/atom NULL virial
 thermo_style custom step pe press pxx pyy pzz pxy pxz pyz
@@ -89,6 +90,36 @@ def test_cell_thinner_than_two_cutoffs(tmp_path, ranks):
     out = check_ok(run(tmp_path, single_point("nbmotaw", NBMOTAW, grid), ranks))
     assert f"{ranks} by 1 by 1 MPI processor grid" in out
     compare_with_ase(atoms, "nbmotaw", tmp_path, out)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_hybrid_overlay(tmp_path, ranks):
+    """Inside pair_style hybrid/overlay, beside a pair style that adds nothing."""
+    atoms = random_alloy((3, 3, 3), tilt=(0.1, 0.0, 0.2), seed=7)
+    write_data(atoms, tmp_path / "structure.data", NBMOTAW)
+    pair = ("pair_style hybrid/overlay cace nbmotaw dtype float64 zero 6.0\n"
+            "pair_coeff * * cace Nb Mo Ta W\npair_coeff * * zero")
+    out = check_ok(run(tmp_path, single_point("nbmotaw", NBMOTAW, pair=pair), ranks))
+    compare_with_ase(atoms, "nbmotaw", tmp_path, out)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_cluster_in_a_non_periodic_box(tmp_path, ranks):
+    """64 H2O as a cluster (boundary f f f), split between the ranks: energy, forces and per-atom
+    energies of the ASE calculator on the same non-periodic structure."""
+    atoms = water_structure()
+    if atoms is None:
+        pytest.skip("no liquid water structure: neither cace_calc.data nor ../shared/reference/liquid-64.xyz")
+    atoms.pbc = False
+    atoms.set_cell(np.diag([40.0, 36.0, 32.0]))
+    atoms.positions += np.array([20.0, 18.0, 16.0]) - atoms.positions.mean(axis=0)
+    write_data(atoms, tmp_path / "structure.data", ["H", "O"])
+    out = check_ok(run(tmp_path, single_point("water", ["H", "O"], boundary="f f f"), ranks))
+    atoms.calc = CACECalculator("water", device="cpu", dtype="float64")
+    (frame,) = read_dump(tmp_path / "atoms.dump")
+    assert results(out)["energy"] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(frame[:, 1:4], atoms.get_forces(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(frame[:, 4], atoms.get_potential_energies(), rtol=0, atol=1e-6)
 
 
 NVE = """units metal
