@@ -19,8 +19,8 @@ the neighbour skin). Per rank and step:
 * the per-atom virial splits each edge's ``-r_e (x) dE/dr_e`` between its two atoms; the global
   virial is LAMMPS' ``sum_i x_i f_i`` over local and ghost atoms (the same sum).
 
-Every rank runs the same exchanges in the same order (one per layer and quantity forward, and
-again backward), also a rank without local atoms. Units: LAMMPS ``metal`` (Angstrom, eV, eV/A).
+Every rank runs the same exchanges in the same order (one per message-passing layer forward, and
+again in reverse order backward), also a rank without local atoms or without ghosts. Units: LAMMPS ``metal`` (Angstrom, eV, eV/A).
 Nothing here keeps a reference to LAMMPS' arrays after a call.
 """
 
