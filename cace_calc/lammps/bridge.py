@@ -20,8 +20,9 @@ the neighbour skin). Per rank and step:
   virial is LAMMPS' ``sum_i x_i f_i`` over local and ghost atoms (the same sum).
 
 Every rank runs the same exchanges in the same order (one per message-passing layer forward, and
-again in reverse order backward), also a rank without local atoms or without ghosts. Units: LAMMPS ``metal`` (Angstrom, eV, eV/A).
-Nothing here keeps a reference to LAMMPS' arrays after a call.
+again in reverse order backward), also a rank without local atoms or without ghosts. Units:
+LAMMPS ``metal`` (Angstrom, eV, eV/A). Nothing here keeps a reference to LAMMPS' arrays after a
+call.
 """
 
 from __future__ import annotations
@@ -120,20 +121,22 @@ class PairCACE:
         if self.exchange_widths and self.communicate is None:
             raise RuntimeError("a message-passing model needs set_communicator before compute")
         if nlocal == 0:  # nothing to compute, but the other ranks' exchanges need this one
-            for reverse, width in [(False, w) for w in self.exchange_widths] + \
-                    [(True, w) for w in self.exchange_widths[::-1]]:
-                self.communicate(np.zeros((nall, width)), reverse)
+            for width in self.exchange_widths:
+                self.communicate(np.zeros((nall, width)), False)
+            for width in reversed(self.exchange_widths):
+                self.communicate(np.zeros((nall, width)), True)
             return 0.0
         positions = torch.from_numpy(np.frombuffer(x, dtype=np.float64, count=3 * nall).reshape(nall, 3).copy())
         type_of = torch.from_numpy(np.frombuffer(types, dtype=np.int32, count=nall).astype(np.int64))
         positions = positions.to(self.device)
         species = self.type_species[type_of.to(self.device)]
-        keep, receivers, senders = self._local_graph(nlocal, positions, _int_tensor(pair_i, self.device),
-                                                     _int_tensor(pair_j, self.device))
-        positions, species = positions[keep], species[keep]
+        keep, receivers, senders, vectors = self._local_graph(
+            nlocal, positions, _int_tensor(pair_i, self.device), _int_tensor(pair_j, self.device))
+        n_graph = keep.shape[0]
+        species = species[keep]
         exchange = _Exchange(self.communicate, nlocal, nall, keep[nlocal:].cpu().numpy())
 
-        vectors = (positions[receivers] - positions[senders]).to(self.dtype).requires_grad_(True)
+        vectors = vectors.to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
             local = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
                                                exchange=exchange)
@@ -146,7 +149,7 @@ class PairCACE:
             raise RuntimeError(f"{exchange.backward_calls} of {len(self.exchange_widths)} reverse exchanges ran")
         if grad is None:  # no edges at all
             grad = torch.zeros_like(vectors)
-        forces = grad.new_zeros(positions.shape[0], 3).index_add_(0, senders, grad).index_add_(0, receivers, -grad)
+        forces = grad.new_zeros(n_graph, 3).index_add_(0, senders, grad).index_add_(0, receivers, -grad)
         energies = local.detach().to(torch.float64) + self.model.e0[species[:nlocal]]
 
         keep_np = keep.cpu().numpy()
@@ -158,7 +161,7 @@ class PairCACE:
             v = vectors.detach()
             w = -torch.stack([v[:, 0] * grad[:, 0], v[:, 1] * grad[:, 1], v[:, 2] * grad[:, 2],
                               v[:, 0] * grad[:, 1], v[:, 0] * grad[:, 2], v[:, 1] * grad[:, 2]], dim=1)
-            per_atom = w.new_zeros(positions.shape[0], 6).index_add_(0, receivers, 0.5 * w)
+            per_atom = w.new_zeros(n_graph, 6).index_add_(0, receivers, 0.5 * w)
             per_atom.index_add_(0, senders, 0.5 * w)
             v_np = np.frombuffer(vatom, dtype=np.float64, count=6 * nall).reshape(nall, 6)
             v_np[keep_np] += per_atom.to("cpu", torch.float64).numpy()
@@ -171,17 +174,17 @@ class PairCACE:
     def _local_graph(self, nlocal: int, positions: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor):
         """The edges of the neighbour pairs within the cutoff (receiver i, sender j). Returns the
         graph's atoms [n] (indices into the rank's atoms: the local atoms in order, then the
-        ghosts that send an edge, in order) and the edges' receivers and senders renumbered to
-        them."""
-        d2 = (positions[pair_i] - positions[pair_j]).square().sum(1)
-        within = d2 < self.cutoff * self.cutoff
-        receivers, senders = pair_i[within], pair_j[within]
+        ghosts that send an edge, in order), the edges' receivers and senders renumbered to them
+        and the edge vectors x_i - x_j [E, 3] (A, float64)."""
+        vectors = positions[pair_i] - positions[pair_j]
+        within = vectors.square().sum(1) < self.cutoff * self.cutoff
+        receivers, senders, vectors = pair_i[within], pair_j[within], vectors[within]
         used = torch.zeros(positions.shape[0], dtype=torch.bool, device=positions.device)
         used[:nlocal] = True
         used[senders] = True
         keep = torch.nonzero(used).view(-1)
         new_index = torch.cumsum(used, 0) - 1
-        return keep, receivers, new_index[senders]
+        return keep, receivers, new_index[senders], vectors
 
 
 def _int_tensor(buffer, device: torch.device) -> torch.Tensor:
