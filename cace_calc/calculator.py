@@ -18,6 +18,9 @@ from .errors import CalculationFailed, PropertyNotImplementedError
 from .graph import build_graph
 from .model import CACE
 
+ASE_CALCULATOR_ARGUMENTS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
+UNCERTAINTY_RESULTS = ("energy_uncertainty", "energies_uncertainty", "forces_uncertainty")
+MEMBER_RESULTS = ("energy_members", "forces_members", "stress_members", "stress_uncertainty")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64,
            torch.float32: torch.float32, torch.float64: torch.float64}
 
@@ -63,6 +66,14 @@ class CACECalculator(Calculator):
     compile: compile the symmetriser, the edge basis and the edge sums into fused kernels
         (:meth:`CACE.use_compiled_kernels`): faster for long MD, same numbers; the first call
         compiles for seconds to a minute.
+    uncertainty: for models that carry one (several readout heads): ``True`` adds calibrated
+        one-sigma uncertainties to the results at little cost: ``energy_uncertainty`` (eV, of
+        the total energy), ``energies_uncertainty`` (eV, per atom) and ``forces_uncertainty``
+        ((N,), eV/A, of each Cartesian component of the atom's force, estimated from the
+        spread of the per-atom energies around it). ``"members"`` runs one backward pass per
+        head (about K times the cost of the forces) and adds every member's results
+        (``energy_members`` (K,), ``forces_members`` (K, N, 3), ``stress_members`` (K, 6)), with
+        ``forces_uncertainty`` and ``stress_uncertainty`` (6,) from the members' spread.
 
     Results, in ASE units and signs: ``energy`` and ``free_energy`` (eV, E0 included),
     ``energies`` (eV per atom, summing to the energy), ``forces`` (eV/A, (N, 3)) and, for
@@ -78,11 +89,21 @@ class CACECalculator(Calculator):
     each thread its own calculator.
     """
 
-    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
+    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress",
+                              *UNCERTAINTY_RESULTS, *MEMBER_RESULTS)
 
     def __init__(self, model: str | os.PathLike | CACE, *, device: str | torch.device = "auto",
-                 dtype: str | torch.dtype = "float64", compile: bool = False, **kwargs):
+                 dtype: str | torch.dtype = "float64", compile: bool = False, uncertainty: bool | str = False,
+                 **kwargs):
+        unknown = sorted(set(kwargs) - set(ASE_CALCULATOR_ARGUMENTS))
+        if unknown:
+            raise TypeError(f"CACECalculator got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                            "it takes model, device, dtype, compile, uncertainty and ASE's "
+                            f"{', '.join(ASE_CALCULATOR_ARGUMENTS)}")
+        if uncertainty not in (False, True, "members"):
+            raise ValueError(f"uncertainty must be False, True or 'members', got {uncertainty!r}")
         super().__init__(**kwargs)
+        label = (getattr(model, "metadata", {}) or {}).get("name", "given") if isinstance(model, CACE) else str(model)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         if isinstance(model, CACE):
@@ -94,6 +115,11 @@ class CACECalculator(Calculator):
             model = load_model(model, device=self.device, dtype=self.dtype)
         if compile:
             model.use_compiled_kernels()
+        if uncertainty and model.n_heads < 2:
+            raise ValueError(f"model {label!r} carries no "
+                             "uncertainty (one readout head; converted original models never do): use a model "
+                             "trained with model.n_heads > 1, such as the pretrained water and nbmotaw")
+        self.uncertainty = uncertainty
         self.model = model
         self._lock = threading.RLock()
 
@@ -113,7 +139,9 @@ class CACECalculator(Calculator):
 
     def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
         graph = build_graph(images, self.model.config.elements, self.model.cutoff, device=self.device)
-        out = self.model(graph, forces=True, stress=stress)
+        out = self.model(graph, forces=True, stress=stress, uncertainty=bool(self.uncertainty),
+                         members=self.uncertainty == "members")
+        out.pop("forces_uncertainty_estimate", None)
         out = {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
         if stress:  # only fully periodic structures have a stress; drop the others' values
             out["stress"][~graph.pbc.all(dim=1).cpu().numpy()] = 0.0
@@ -176,4 +204,14 @@ def _results_of(out: dict[str, np.ndarray], g: int, atom_index: np.ndarray, peri
            "forces": out["forces"][atom_index].copy()}
     if periodic:
         res["stress"] = full_3x3_to_voigt_6_stress(out["stress"][g])
+    if "energy_uncertainty" in out:
+        res["energy_uncertainty"] = float(out["energy_uncertainty"][g])
+        res["energies_uncertainty"] = out["energies_uncertainty"][atom_index].copy()
+        res["forces_uncertainty"] = out["forces_uncertainty"][atom_index].copy()
+    if "forces_members" in out:
+        res["energy_members"] = out["energy_members"][g].copy()
+        res["forces_members"] = out["forces_members"][:, atom_index].copy()
+        if periodic:
+            res["stress_members"] = full_3x3_to_voigt_6_stress(out["stress_members"][:, g])
+            res["stress_uncertainty"] = full_3x3_to_voigt_6_stress(out["stress_uncertainty"][g])
     return res

@@ -262,12 +262,12 @@ def _config_and_weights(root) -> tuple[CACEConfig, dict[str, torch.Tensor]]:
             w[f"memory.{t}.coef"] = torch.stack([sd[f"{mp}0.memory_coef.{l}"].reshape(shape) for l in range(L)])
     op = "output_modules.0."
     n_dense = len(config.readout_hidden) + 1
-    for k in range(n_dense):
-        for kind in ("weight", "bias"):
-            w[f"readout.mlp.{2 * k}.{kind}"] = sd[f"{op}outnet.{k}.linear.{kind}"]
+    for k in range(n_dense):  # one readout head: torch.nn.Linear weights [out, in] -> [1, in, out]
+        w[f"readout.weight_{k}"] = sd[f"{op}outnet.{k}.linear.weight"].T.unsqueeze(0)
+        w[f"readout.bias_{k}"] = sd[f"{op}outnet.{k}.linear.bias"].unsqueeze(0)
     if config.readout_linear:
-        for kind in ("weight", "bias"):
-            w[f"readout.linear.{kind}"] = sd[f"{op}linear_nn.linear.{kind}"]
+        w["readout.linear_weight"] = sd[f"{op}linear_nn.linear.weight"].T
+        w["readout.linear_bias"] = sd[f"{op}linear_nn.linear.bias"]
     return config, w
 
 

@@ -22,6 +22,7 @@ from .nn.interaction import ArMessage, BchiMessage, MemoryMessage
 from .nn.radial import BesselBasis, PolynomialCutoff, RadialTransform
 from .nn.readout import Readout
 from .nn.symmetrize import Symmetrizer
+from .nn.zbl import ZBLCore
 
 SLOTS_PER_TILE = 1 << 15  # CPU: per-slot tensors of a tile stay in the allocator's cache
 SLOTS_PER_TILE_CUDA = 1 << 21  # GPU: few, large kernels
@@ -65,6 +66,10 @@ class CACEConfig:
     bchi_shared_l / bchi_shared_channels: share Bchi weights across l / across channels.
     avg_num_neighbors: messages are divided by its square root.
     readout_hidden: hidden widths of the readout MLP; readout_linear: add a linear term.
+    n_heads: readout heads. One is the plain CACE readout; several are a shallow ensemble: the
+        prediction is their mean, their spread (calibrated) the uncertainty.
+    zbl_radii: None (no core), or per element pair [nz][nz] the distance r_outer (A) below which
+        the ZBL nuclear repulsion is switched on (fully on below r_outer / 2; nn/zbl.py).
     """
 
     elements: list[int]
@@ -83,6 +88,8 @@ class CACEConfig:
     avg_num_neighbors: float = 1.0
     readout_hidden: list[int] = field(default_factory=lambda: [32, 16])
     readout_linear: bool = True
+    n_heads: int = 1
+    zbl_radii: list[list[float]] | None = None
 
     def __post_init__(self):
         if not self.elements or len(set(self.elements)) != len(self.elements):
@@ -98,6 +105,8 @@ class CACEConfig:
             raise ValueError(f"unknown message types {sorted(unknown)}; use 'bchi', 'ar', 'memory'")
         if self.n_layers > 0 and not {"bchi", "ar"} & set(self.messages):
             raise ValueError("message passing needs 'bchi' or 'ar' in messages")
+        if type(self.n_heads) is not int or self.n_heads < 1:
+            raise ValueError(f"n_heads must be a positive integer, got {self.n_heads!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> CACEConfig:
@@ -151,7 +160,12 @@ class CACE(torch.nn.Module):
             if "memory" in cfg.messages:
                 self.memory.append(MemoryMessage(cfg.l_max, cfg.n_radial, self.n_channels, l_of_v))
         self.mp_norm = 1.0 / math.sqrt(cfg.avg_num_neighbors)
-        self.readout = Readout(n_node * (cfg.n_layers + 1), cfg.readout_hidden, cfg.readout_linear)
+        self.readout = Readout(n_node * (cfg.n_layers + 1), cfg.readout_hidden, cfg.readout_linear, cfg.n_heads)
+        self.zbl = ZBLCore(cfg.elements, cfg.zbl_radii) if cfg.zbl_radii is not None else None
+        if cfg.n_heads > 1:
+            # calibration factors of the heads' spread, set on a validation set: energies,
+            # forces (neighbourhood estimate), forces of the members
+            self.register_buffer("uncertainty_scale", torch.ones(3, dtype=torch.float64))
 
     def _apply(self, fn, recurse=True):
         # keep E0 in float64 when the model is cast (float32 would cost ~1e-5 eV per atom)
@@ -170,11 +184,19 @@ class CACE(torch.nn.Module):
         """Atomic numbers the model supports, in embedding order."""
         return list(self.config.elements)
 
+    @property
+    def n_heads(self) -> int:
+        """Readout heads: 1, or the members of a shallow ensemble that carries an uncertainty."""
+        return self.config.n_heads
+
     def atomic_energies(self, species: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
                         senders: torch.Tensor, n_receivers: int | None = None,
-                        exchange: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                        exchange: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        heads: bool = False) -> torch.Tensor:
         """Per-atom energies without E0 [n_receivers] (eV) from element indices [N] and edge
-        vectors r_e = x_receiver - x_sender + shift [E, 3] (Angstrom).
+        vectors r_e = x_receiver - x_sender + shift [E, 3] (Angstrom): the mean over readout
+        heads, or with ``heads=True`` every head's [n_receivers, K]. The ZBL core, when the
+        model has one, is in every head.
 
         By default every atom is a receiver (n_receivers = N). With ``n_receivers`` < N the atoms
         from n_receivers on are ghosts: copies of atoms held elsewhere (another MPI rank, a
@@ -257,7 +279,12 @@ class CACE(torch.nn.Module):
                 state = [(o[1], o[2]) for o in outs]
                 a_rows = state[0][0].permute(2, 0, 1, 3) if len(self.ar) else None  # [n_recv, V, C, m]
                 weights, a_rows = with_ghosts(weights, a_rows)
-        return torch.cat(outs)
+        eps = torch.cat(outs)  # [n_recv, K]
+        if self.zbl is not None:
+            d = (vectors * vectors).sum(dim=-1).sqrt()
+            core = self.zbl(species[receivers], species[senders], d)
+            eps = eps + eps.new_zeros(n_recv).index_add_(0, receivers, core.to(eps.dtype)).unsqueeze(-1)
+        return eps if heads else eps.mean(dim=-1)
 
     def _layer(self, t: int, tile: _ReceiverTile, sums: torch.Tensor | None, ar: torch.Tensor | None,
                a_prev: torch.Tensor | None, *features: torch.Tensor):
@@ -266,7 +293,7 @@ class CACE(torch.nn.Module):
         [n, m * S * C]. ``sums``: the edge sums of the tile's receivers [n, V, n_rbf, F]
         (sender weights W = theta_s for layer 0, Bchi weights after); ``ar``: the summed Ar
         messages [V, C, n, m] or None. Returns, after the last
-        layer, the per-atom energies [n] (eV); before, (the tile's sender weights of the next
+        layer, the per-atom energies of every head [n, K] (eV); before, (the tile's sender weights of the next
         layer [n, L, C] or None, A_t or None, feature rows of layers 0..t)."""
         n_emb, n_rbf, n = self.config.n_embed, self.config.n_rbf, tile.n_atoms
         a = None
@@ -318,13 +345,26 @@ class CACE(torch.nn.Module):
         self.__dict__["_compiled_edge_basis"] = torch.compile(self.edge_basis, dynamic=True)
         return self
 
-    def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False,
-                training: bool = False) -> dict[str, torch.Tensor]:
+    def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False, training: bool = False,
+                uncertainty: bool = False, members: bool = False) -> dict[str, torch.Tensor]:
         """Energy [G], per-atom energies [N], forces [N, 3] and stress [G, 3, 3] (ASE sign).
 
         ``training=True`` keeps the graph of the derivatives so forces and stress can enter a
         loss. Stress is only meaningful for graphs periodic in all three directions.
+
+        Models with several readout heads carry an uncertainty (calibrated one sigma).
+        ``uncertainty=True`` adds ``energy_uncertainty`` [G] and ``energies_uncertainty`` [N]
+        (eV, from the heads' spread) and ``forces_uncertainty`` [N] (eV/A, per Cartesian
+        component), estimated from the spread of the per-atom energies in each atom's
+        neighbourhood at no extra cost. ``members=True`` runs one backward pass per head
+        instead of one in all: ``energy_members`` [G, K], ``forces_members`` [K, N, 3],
+        ``stress_members`` [K, G, 3, 3] when stress is asked, and the uncertainties of forces
+        and stress [G, 3, 3] from the members' spread (the neighbourhood estimate stays as
+        ``forces_uncertainty_estimate``).
         """
+        if (uncertainty or members) and self.n_heads < 2:
+            raise ValueError("this model has one readout head and carries no uncertainty (train it with "
+                             "model.n_heads > 1)")
         # edge vectors from the graph's (float64) positions, then cast: float32 models keep full
         # precision for large cells
         vectors = graph.positions[graph.receivers] - graph.positions[graph.senders] + graph.shifts
@@ -332,14 +372,58 @@ class CACE(torch.nn.Module):
         need_grad = forces or stress
         if need_grad and not vectors.requires_grad:
             vectors.requires_grad_(True)
-        eps = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders)
+        eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders, heads=True)
+        eps = eps_heads.mean(dim=-1)
         # E0 is large (~100 eV per atom): energies are accumulated in float64 whatever the dtype
-        energies = eps.to(torch.float64) + self.e0[graph.species]
+        e0 = self.e0[graph.species]
+        energies = eps.to(torch.float64) + e0
         energy = energies.new_zeros(graph.n_graphs).index_add_(0, graph.batch, energies)
         out = {"energy": energy, "energies": energies}
-        if not need_grad:
-            return out if training else {k: v.detach() for k, v in out.items()}
-        (grad,) = torch.autograd.grad(eps.sum(), vectors, create_graph=training, allow_unused=True)
+        if uncertainty or members:
+            out.update(self._spread(graph, eps_heads.to(torch.float64), e0))  # with graph: a loss may use it
+        if need_grad:
+            if members:
+                grads = [torch.autograd.grad(eps_heads[:, k].sum(), vectors, retain_graph=training or k + 1 < self.n_heads,
+                                             create_graph=training, allow_unused=True)[0]
+                         for k in range(self.n_heads)]
+                derivs = [self._derivatives(graph, vectors, g, forces, stress) for g in grads]
+                for key in derivs[0]:
+                    stacked = torch.stack([d[key] for d in derivs])
+                    out[key] = stacked.mean(dim=0)
+                    out[f"{key}_members"] = stacked
+                scale = self.uncertainty_scale[2]
+                if forces:
+                    out["forces_uncertainty_estimate"] = out["forces_uncertainty"]
+                    out["forces_uncertainty"] = scale * out["forces_members"].to(torch.float64).var(
+                        dim=0, correction=0).mean(dim=-1).sqrt()
+                if stress:
+                    out["stress_uncertainty"] = scale * out["stress_members"].to(torch.float64).std(dim=0, correction=0)
+            else:
+                (grad,) = torch.autograd.grad(eps.sum(), vectors, create_graph=training, allow_unused=True)
+                out.update(self._derivatives(graph, vectors, grad, forces, stress))
+        if not training:
+            out = {k: v.detach() for k, v in out.items()}
+        return out
+
+    def _spread(self, graph: Graph, eps_heads: torch.Tensor, e0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads' energies and the uncertainties that need no derivative, from the per-atom
+        energies of every head [N, K] (eV, float64)."""
+        scale = self.uncertainty_scale
+        energy_members = eps_heads.new_zeros(graph.n_graphs, self.n_heads).index_add_(
+            0, graph.batch, eps_heads + e0[:, None])
+        var_atoms = eps_heads.var(dim=-1, correction=0)
+        # an atom's force moves its own energy and its neighbours': their spreads, summed
+        neighbourhood = var_atoms.clone().index_add_(0, graph.senders, var_atoms[graph.receivers])
+        return {"energy_members": energy_members,
+                "energy_uncertainty": scale[0] * energy_members.std(dim=-1, correction=0),
+                "energies_uncertainty": scale[0] * var_atoms.sqrt(),
+                "forces_uncertainty": scale[1] * neighbourhood.sqrt()}
+
+    @staticmethod
+    def _derivatives(graph: Graph, vectors: torch.Tensor, grad: torch.Tensor | None, forces: bool,
+                     stress: bool) -> dict[str, torch.Tensor]:
+        """Forces [N, 3] and stress [G, 3, 3] from dE/d(edge vectors) [E, 3]."""
+        out = {}
         if grad is None:
             grad = torch.zeros_like(vectors)
         if forces:
@@ -353,6 +437,4 @@ class CACE(torch.nn.Module):
             de_deps = 0.5 * (de_deps + de_deps.transpose(1, 2))
             volume = torch.linalg.det(graph.cell.to(torch.float64)).abs().to(de_deps.dtype)
             out["stress"] = de_deps / volume[:, None, None]
-        if not training:
-            out = {k: v.detach() for k, v in out.items()}
         return out

@@ -48,12 +48,13 @@ def random_rotation(rng: np.random.Generator, proper: bool = True) -> np.ndarray
 
 
 def make_model(messages=("bchi",), *, embed_receiver=True, nu_max=4, l_max=3, n_layers=1,
-               elements=(1, 6, 8), seed=0, cutoff=4.0) -> CACE:
+               elements=(1, 6, 8), seed=0, cutoff=4.0, n_heads=1, zbl_radii=None) -> CACE:
     """A small random CACE model in float64 with non-zero E0."""
     torch.manual_seed(seed)
     cfg = CACEConfig(elements=list(elements), cutoff=cutoff, n_rbf=4, n_radial=3, l_max=l_max,
                      nu_max=nu_max, n_embed=2, embed_receiver=embed_receiver, n_layers=n_layers,
-                     messages=list(messages), avg_num_neighbors=8.0, readout_hidden=[8, 4])
+                     messages=list(messages), avg_num_neighbors=8.0, readout_hidden=[8, 4],
+                     n_heads=n_heads, zbl_radii=zbl_radii)
     model = CACE(cfg)
     with torch.no_grad():
         model.e0.copy_(torch.linspace(-3.0, -1.0, len(elements), dtype=torch.float64))

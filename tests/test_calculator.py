@@ -77,10 +77,10 @@ def test_nan_parameters_are_blamed_not_the_atoms(model):
     calc = CACECalculator(model)  # shares the session fixture's model: break a copy of it
     calc.model = copy.deepcopy(calc.model)
     with torch.no_grad():
-        calc.model.readout.mlp[0].weight[0, 0] = float("nan")
+        calc.model.readout.weight_0[0, 0, 0] = float("nan")
     atoms = molecule("H2O")
     atoms.calc = calc
-    with pytest.raises(CalculationFailed, match=r"parameters hold NaN or inf \(readout.mlp.0.weight\)"):
+    with pytest.raises(CalculationFailed, match=r"parameters hold NaN or inf \(readout.weight_0\)"):
         atoms.get_potential_energy()
 
 

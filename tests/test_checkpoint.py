@@ -59,7 +59,7 @@ def test_bad_files(model, tmp_path):
         load_model(tmp_path / "other.pt")
     path = save_model(model, tmp_path / "m.pt")
     raw = torch.load(path, weights_only=True)
-    del raw["state_dict"]["readout.mlp.0.weight"]
+    del raw["state_dict"]["readout.weight_0"]
     torch.save(raw, tmp_path / "truncated.pt")
     with pytest.raises(ModelFileError, match="inconsistent"):
         load_model(tmp_path / "truncated.pt")
@@ -78,3 +78,28 @@ def test_lookup_by_name_and_alias(model, tmp_path, monkeypatch):
     assert available_models() == ["nbmotaw", "water"]
     assert load_model("water").config == model.config
     assert checkpoint.resolve_model_path("hea") == tmp_path / "nbmotaw" / "model.pt"
+
+
+def test_files_from_before_stacked_heads_load(model, tmp_path):
+    """Model files written before the readout heads were stacked (torch.nn.Linear layers) load
+    with the same numbers."""
+    from conftest import water_cluster
+
+    from cace_calc import CACECalculator
+
+    raw = torch.load(save_model(model, tmp_path / "m.pt"), weights_only=True)
+    sd = raw["state_dict"]
+    for k in range(len(model.config.readout_hidden) + 1):
+        sd[f"readout.mlp.{2 * k}.weight"] = sd.pop(f"readout.weight_{k}")[0].T.contiguous()
+        sd[f"readout.mlp.{2 * k}.bias"] = sd.pop(f"readout.bias_{k}")[0]
+    sd["readout.linear.weight"] = sd.pop("readout.linear_weight").T.contiguous()
+    sd["readout.linear.bias"] = sd.pop("readout.linear_bias")
+    for key in ("n_heads", "zbl_radii"):
+        raw["config"].pop(key)
+    torch.save(raw, tmp_path / "legacy.pt")
+    atoms = water_cluster()
+    energies = []
+    for m in (model, tmp_path / "legacy.pt"):
+        atoms.calc = CACECalculator(m)
+        energies.append(atoms.get_potential_energy())
+    assert energies[0] == energies[1]

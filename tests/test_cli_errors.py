@@ -131,9 +131,9 @@ def test_bad_model_files(files, tmp_path, capsys):
     assert main(["eval", xyz, "--model", str(folder), "--quiet"]) == 0
 
     p = _payload(files)
-    p["state_dict"]["readout.mlp.0.weight"][0, 0] = float("nan")
+    p["state_dict"]["readout.weight_0"][0, 0, 0] = float("nan")
     torch.save(p, tmp_path / "nan.pt")
-    with pytest.raises(ModelFileError, match=r"non-finite \(NaN or inf\) values in readout.mlp.0.weight"):
+    with pytest.raises(ModelFileError, match=r"non-finite \(NaN or inf\) values in readout.weight_0"):
         load_model(tmp_path / "nan.pt")
     _fails(capsys, ["eval", xyz, "--model", str(tmp_path / "nan.pt")], "is corrupt: non-finite")
 

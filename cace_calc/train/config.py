@@ -13,7 +13,11 @@ Example::
     model:                      # CACEConfig fields; elements default to those in the data,
       cutoff: 5.5               # avg_num_neighbors "auto" = measured on the training set
       l_max: 3
-    e0: fit                     # least squares on the training set, or {"H": -13.6, ...} in eV
+      n_heads: 4                # a shallow ensemble: the model carries an uncertainty
+      zbl_radii: auto           # the ZBL core below 0.95x each pair's shortest distance in the
+                                # training data (the default; null: no core)
+    e0: fit                     # least squares on the training set, or {"H": -13.6, ...} in eV,
+                                # or parent (with init: the parent model's)
     training:
       epochs: 200
       batch_size: 4
@@ -21,6 +25,7 @@ Example::
       loss:                     # weights from a given epoch on (energy per atom, forces, stress)
         - {from_epoch: 0, energy: 1.0, forces: 100.0, stress: 0.0}
     output: runs/water
+    init: null                  # or a parent model to start from (its architecture, its weights)
 
 Relative paths are taken relative to the YAML file's folder.
 """
@@ -64,6 +69,7 @@ class LossStage:
     energy: float = 1.0
     forces: float = 100.0
     stress: float = 0.0
+    energy_nll: float = 0.0  # Gaussian negative log-likelihood of energy per atom under the heads' spread
 
 
 @dataclass
@@ -98,6 +104,7 @@ class TrainConfig:
     output: str = "cace_run"
     name: str = "model"
     description: str = ""
+    init: str | None = None  # a parent model (pretrained name or file): its architecture and weights are the start
 
     @classmethod
     def from_dict(cls, d: dict, base: str | os.PathLike = ".") -> TrainConfig:
@@ -136,6 +143,8 @@ class TrainConfig:
             from ..model import CACEConfig
 
             _check_keys(d["model"], CACEConfig, "model")
+        if d.get("init") and (os.sep in str(d["init"]) or str(d["init"]).endswith(".pt")):
+            d["init"] = str(_resolve(d["init"], base))  # a file; a bare name is a pretrained model
         out = d.pop("output", "cace_run")
         cfg = cls(data=DataSettings(**data), training=TrainingSettings(**training),
                   output=str(_resolve(out, base)), **d)
@@ -177,8 +186,12 @@ class TrainConfig:
             raise ValueError("training.ema_decay must be in [0, 1)")
         if t.dtype not in ("float32", "float64"):
             raise ValueError("training.dtype must be 'float32' or 'float64'")
-        if not (isinstance(self.e0, dict) or self.e0 == "fit"):
-            raise ValueError("e0 must be 'fit' or a mapping of element to energy in eV")
+        if not (isinstance(self.e0, dict) or self.e0 in ("fit", "parent")):
+            raise ValueError("e0 must be 'fit', 'parent' (with init) or a mapping of element to energy in eV")
+        if self.e0 == "parent" and not self.init:
+            raise ValueError("e0: parent needs init: (the parent model)")
+        if any(s.energy_nll < 0 for s in t.loss):
+            raise ValueError("training.loss energy_nll weights must be >= 0")
 
 
 def _resolve(p: str, base: Path) -> Path:

@@ -130,6 +130,33 @@ def fit_e0(frames: Sequence[Frame], n_elements: int) -> np.ndarray:
     return e0
 
 
+def shortest_distances(frames: Sequence[Frame], n_elements: int) -> np.ndarray:
+    """Shortest distance (A) between atoms of each pair of element indices [nz, nz] within the
+    frames' cutoff; inf for pairs that never meet."""
+    d_min = np.full((n_elements, n_elements), np.inf)
+    for f in frames:
+        if not len(f.receivers):
+            continue
+        d = np.linalg.norm(f.positions[f.receivers] - f.positions[f.senders] + f.shifts, axis=1)
+        np.minimum.at(d_min, (f.species[f.receivers], f.species[f.senders]), d)
+    return np.minimum(d_min, d_min.T)
+
+
+ZBL_MARGIN = 0.95  # the ZBL core switches off at 95 % of each pair's shortest distance in the data
+
+
+def zbl_radii_from(frames: Sequence[Frame], n_elements: int) -> list[list[float]]:
+    """Outer radii of the ZBL core per element pair (A): ZBL_MARGIN times the pair's shortest
+    distance in ``frames``; pairs that never meet get the smallest of those radii."""
+    d_min = shortest_distances(frames, n_elements)
+    if not np.isfinite(d_min).any():
+        raise DataError("no two atoms within the cutoff in the training data: cannot place the ZBL core "
+                        "(set model.zbl_radii to null or to radii)")
+    radii = ZBL_MARGIN * d_min
+    radii[~np.isfinite(radii)] = radii[np.isfinite(radii)].min()
+    return np.round(radii, 4).tolist()
+
+
 def mean_neighbours(frames: Sequence[Frame]) -> float:
     """Average number of neighbours per atom within the cutoff."""
     return float(sum(len(f.receivers) for f in frames) / max(1, sum(f.n_atoms for f in frames)))

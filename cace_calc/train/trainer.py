@@ -38,9 +38,14 @@ from .data import (
     mean_neighbours,
     read_structures,
     split_indices,
+    zbl_radii_from,
 )
 
 GPA = 160.21766208  # eV/A^3 -> GPa
+NLL_VARIANCE_FLOOR = 1e-4**2  # (eV/atom)^2: 0.1 meV/atom, keeps the likelihood finite
+HEAD_NOISE = 0.05  # heads started from a parent's head: weights + Gaussian noise of this times their mean size
+# a model started from a parent may change these config keys; the rest is the parent's architecture
+PARENT_MAY_CHANGE = ("n_heads", "zbl_radii")
 
 
 @dataclass
@@ -100,11 +105,12 @@ def learning_rate(step: int, steps_per_epoch: int, cfg) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
 
 
-def loss_terms(model: CACE, batch: Batch, stress: bool) -> dict[str, torch.Tensor]:
+def loss_terms(model: CACE, batch: Batch, stress: bool, nll: bool = False) -> dict[str, torch.Tensor]:
     """Mean squared errors (with graph), each structure's terms scaled by its weight: energy per
     atom (eV/atom)^2, forces (eV/A)^2 and stress (eV/A^3)^2 over the structures that have a
-    stress label."""
-    out = model(batch.graph, forces=True, stress=stress, training=True)
+    stress label; with ``nll`` the Gaussian negative log-likelihood of the energy per atom under
+    the heads' spread (the mean held fixed: it trains the spread, the squared errors the mean)."""
+    out = model(batch.graph, forces=True, stress=stress, training=True, uncertainty=nll)
     n = batch.n_atoms.to(torch.float64)
     w = batch.weight
     w_atom = w[batch.graph.batch][:, None]
@@ -113,6 +119,10 @@ def loss_terms(model: CACE, batch: Batch, stress: bool) -> dict[str, torch.Tenso
     if stress and batch.stress is not None and bool(batch.has_stress.any()):
         diff = (out["stress"].to(torch.float64) - batch.stress)[batch.has_stress]
         terms["stress"] = (w[batch.has_stress][:, None, None] * diff**2).mean()
+    if nll:
+        var = (out["energy_members"] / n[:, None]).var(dim=-1, correction=0) + NLL_VARIANCE_FLOOR
+        resid = batch.energy / n - (out["energy"] / n).detach()
+        terms["energy_nll"] = (w * 0.5 * (torch.log(var) + resid**2 / var)).mean()
     return terms
 
 
@@ -236,6 +246,10 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
         from ase.data import atomic_numbers
 
         elements = [atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements]
+    parent = None
+    if cfg.init:
+        parent, model_dict = _parent_and_config(cfg.init, model_dict, elements)
+        elements = parent.config.elements
     cutoff = float(model_dict.get("cutoff", CACEConfig.__dataclass_fields__["cutoff"].default))
     t0 = time.time()
     elements, train_frames, valid_frames, test_frames, split = _load_split(cfg, elements, cutoff, use_stress)
@@ -246,10 +260,15 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
 
     if model_dict.get("avg_num_neighbors", "auto") == "auto":
         model_dict["avg_num_neighbors"] = round(mean_neighbours(train_frames), 3)
+    if model_dict.get("zbl_radii", "auto") == "auto":
+        model_dict["zbl_radii"] = zbl_radii_from(train_frames, len(elements))
     model = CACE(CACEConfig(elements=elements, **model_dict))
-    e0 = _e0_values(cfg, train_frames, elements)
-    with torch.no_grad():
-        model.e0.copy_(torch.from_numpy(e0))
+    if parent is not None:
+        _start_from_parent(model, parent)
+    if cfg.e0 != "parent":
+        e0 = _e0_values(cfg, train_frames, elements)
+        with torch.no_grad():
+            model.e0.copy_(torch.from_numpy(e0))
     model = model.to(device=device, dtype=dtype).train()
     model.requires_grad_(True)
     ema = EMA(model, t.ema_decay)
@@ -289,9 +308,13 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             best = math.inf  # the validation loss changes meaning with the weights
             log(f"epoch {epoch}: loss weights now energy {stage.energy}, forces {stage.forces}, "
                 f"stress {stage.stress}")
-        weights = {"energy": stage.energy, "forces": stage.forces, "stress": stage.stress}
+        weights = {"energy": stage.energy, "forces": stage.forces, "stress": stage.stress,
+                   "energy_nll": stage.energy_nll}
+        nll = stage.energy_nll > 0
+        if nll and model.n_heads < 2:
+            raise ValueError("training.loss energy_nll needs a model with several heads (model.n_heads > 1)")
         model.train()
-        sums = {"loss": 0.0, "energy": 0.0, "forces": 0.0, "stress": 0.0}
+        sums = {"loss": 0.0, "energy": 0.0, "forces": 0.0, "stress": 0.0, **({"energy_nll": 0.0} if nll else {})}
         t_epoch = time.time()
         bar = tqdm(batches(train_frames, t.batch_size, shuffle=True, rng=rng), desc=f"epoch {epoch}",
                    leave=False, disable=(not progress) if progress is not None else None)
@@ -301,7 +324,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             lr = learning_rate(step, steps_per_epoch, t)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            terms = loss_terms(model, batch.to(device), use_stress and stage.stress > 0)
+            terms = loss_terms(model, batch.to(device), use_stress and stage.stress > 0, nll)
             loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}, step {step}; "
@@ -360,6 +383,13 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     metrics = {"best_epoch": history_best_epoch,
                "valid": evaluate(best_model, valid_frames, device, t.valid_batch_size),
                "test": evaluate(best_model, test_frames, device, t.valid_batch_size)}
+    if best_model.n_heads > 1:
+        from ..uncertainty import calibrate, calibration_report
+
+        metrics["uncertainty_scale"] = calibrate(best_model, valid_frames, device)
+        metrics["calibration"] = {name: calibration_report(best_model, frames, device)
+                                  for name, frames in (("valid", valid_frames), ("test", test_frames)) if frames}
+        log(f"uncertainty calibrated on the validation set: factors {metrics['uncertainty_scale']}")
     meta = _metadata(cfg, recipe, history_best_epoch, metrics, split, n_params)
     save_model(best_model, out_dir / "model.pt", metadata=meta)
     best_model.metadata = meta
@@ -368,6 +398,52 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     log(f"best model (epoch {history_best_epoch}) written to {out_dir / 'model.pt'}; "
         f"validation {_short(metrics['valid'])}; test {_short(metrics['test'])}")
     return TrainResult(model=best_model, metrics=metrics, output=out_dir)
+
+
+def _parent_and_config(init: str, model_dict: dict, elements: list[int] | None) -> tuple[CACE, dict]:
+    """The parent model (float64, CPU) and the config of its child: the parent's, with the keys
+    in PARENT_MAY_CHANGE taken from the recipe; any other key must repeat the parent's value."""
+    from ..checkpoint import load_model
+
+    parent = load_model(init)
+    mine = parent.config.to_dict()
+    for key, value in model_dict.items():
+        if key in PARENT_MAY_CHANGE or (key == "avg_num_neighbors" and value == "auto"):
+            continue
+        if mine.get(key) != value:
+            raise ValueError(f"model.{key} is {value!r} but the parent model {init!r} has {mine.get(key)!r}: a model "
+                             f"started from a parent keeps its architecture (only {', '.join(PARENT_MAY_CHANGE)} may "
+                             "change)")
+    if elements is not None and list(elements) != list(parent.config.elements):
+        raise ValueError(f"model.elements {elements} differ from the parent model's {parent.config.elements}")
+    child = {k: v for k, v in mine.items() if k != "elements"}
+    child.update({k: model_dict[k] for k in PARENT_MAY_CHANGE if k in model_dict})
+    if "zbl_radii" not in model_dict and mine.get("zbl_radii") is not None:
+        child["zbl_radii"] = mine["zbl_radii"]
+    return parent, child
+
+
+def _start_from_parent(model: CACE, parent: CACE) -> None:
+    """Copy the parent's weights into ``model`` (same architecture). The readout's heads are
+    the parent's, cycled; heads beyond the parent's own get Gaussian noise of HEAD_NOISE times
+    the mean size of each weight tensor's entries, so that the members differ."""
+    state = model.state_dict()
+    gen = torch.Generator().manual_seed(0)
+    for key, value in parent.state_dict().items():
+        if key.startswith("readout.") and value.shape[0] == parent.n_heads and key != "readout.linear_weight":
+            heads = [value[k % parent.n_heads] for k in range(model.n_heads)]
+            for k in range(parent.n_heads, model.n_heads):
+                noise = torch.randn(heads[k].shape, generator=gen, dtype=torch.float64)
+                heads[k] = heads[k] + HEAD_NOISE * value.abs().mean().clamp_min(1e-3) * noise
+            value = torch.stack(heads)
+        elif key == "readout.linear_weight":
+            value = value[:, torch.arange(model.n_heads) % parent.n_heads]
+        elif key.startswith("zbl.") or key == "uncertainty_scale":
+            continue  # the child's own (its data, its calibration)
+        if key not in state:
+            raise ValueError(f"the parent model has {key!r}, which the child model lacks")
+        state[key] = value.to(state[key].dtype)
+    model.load_state_dict(state)
 
 
 def _short(m: dict) -> str:

@@ -1,0 +1,125 @@
+"""Uncertainty from readout heads: the model's outputs, the ASE results, calibration."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model, periodic_cell, water_cluster
+
+from cace_calc import CACECalculator
+from cace_calc.graph import build_graph
+from cace_calc.train.data import make_frames
+from cace_calc.uncertainty import calibrate, calibration_report, two_sigma_scale
+
+
+@pytest.fixture(scope="module")
+def heads_model():
+    return make_model(("bchi",), n_heads=4, seed=3)
+
+
+def test_heads_mean_is_the_prediction_and_members_agree(heads_model):
+    atoms = periodic_cell()
+    graph = build_graph([atoms], heads_model.config.elements, heads_model.cutoff)
+    out = heads_model(graph, forces=True, stress=True, uncertainty=True, members=True)
+    assert out["energy_members"].shape == (1, 4)
+    assert torch.allclose(out["energy_members"].mean(dim=-1), out["energy"], atol=1e-10)
+    assert torch.allclose(out["forces_members"].mean(dim=0), out["forces"], atol=1e-10)
+    plain = heads_model(graph, forces=True, stress=True)
+    assert torch.allclose(plain["forces"], out["forces"], atol=1e-10)
+    assert torch.allclose(plain["stress"], out["stress"], atol=1e-12)
+    # each member's forces are minus the gradient of that member's energy (finite difference)
+    k, i, a, h = 2, 3, 1, 1e-5
+    e = []
+    for sign in (1, -1):
+        moved = atoms.copy()
+        moved.positions[i, a] += sign * h
+        g = build_graph([moved], heads_model.config.elements, heads_model.cutoff)
+        e.append(float(heads_model(g, forces=False, uncertainty=True)["energy_members"][0, k]))
+    assert float(out["forces_members"][k, i, a]) == pytest.approx(-(e[0] - e[1]) / (2 * h), rel=1e-5, abs=1e-7)
+    spread = out["forces_members"].var(dim=0, correction=0).mean(dim=-1).sqrt()
+    assert torch.allclose(out["forces_uncertainty"], heads_model.uncertainty_scale[2] * spread)
+    assert (out["energy_uncertainty"] > 0).all() and (out["forces_uncertainty"] > 0).all()
+
+
+def test_ase_results_single_and_batch(heads_model):
+    calc = CACECalculator(heads_model, uncertainty=True)
+    images = [water_cluster(), periodic_cell()]
+    single = []
+    for atoms in images:
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        single.append(dict(calc.results))
+    batch = calc.calculate_batch(images)
+    for s, b, atoms in zip(single, batch, images):
+        assert s["energy_uncertainty"] > 0 and np.isfinite(s["energy_uncertainty"])
+        assert s["forces_uncertainty"].shape == (len(atoms),)
+        assert s["energies_uncertainty"].shape == (len(atoms),)
+        for key in ("energy_uncertainty", "forces_uncertainty", "energies_uncertainty", "energy", "forces"):
+            np.testing.assert_allclose(s[key], b[key], rtol=1e-9, atol=1e-12)
+    assert calc.get_property("energy_uncertainty", images[1]) == pytest.approx(single[1]["energy_uncertainty"])
+    # energy, forces and stress stay the mean prediction
+    plain = CACECalculator(heads_model)
+    atoms = periodic_cell()
+    atoms.calc = plain
+    np.testing.assert_allclose(atoms.get_forces(), single[1]["forces"], atol=1e-10)
+    assert "energy_uncertainty" not in plain.results
+
+
+def test_ase_members_mode(heads_model):
+    atoms = periodic_cell()
+    atoms.calc = CACECalculator(heads_model, uncertainty="members")
+    atoms.get_potential_energy()
+    r = atoms.calc.results
+    assert r["forces_members"].shape == (4, len(atoms), 3)
+    assert r["stress_members"].shape == (4, 6) and r["stress_uncertainty"].shape == (6,)
+    np.testing.assert_allclose(r["forces_members"].mean(axis=0), r["forces"], atol=1e-10)
+    assert r["energy_members"].mean() == pytest.approx(r["energy"], abs=1e-9)
+    assert (r["stress_uncertainty"] >= 0).all()
+
+
+def test_uncertainty_refused_without_heads(model):
+    with pytest.raises(ValueError, match="carries no uncertainty"):
+        CACECalculator(model, uncertainty=True)
+    with pytest.raises(ValueError, match="False, True or 'members'"):
+        CACECalculator(model, uncertainty="yes")
+
+
+def test_unknown_keyword_is_a_type_error(model):
+    with pytest.raises(TypeError, match="'dtyp'"):
+        CACECalculator(model, dtyp="float32")
+    CACECalculator(model, label="x", directory=".")  # ASE's own arguments stay accepted
+
+
+def test_nan_uncertainty_is_an_error(heads_model):
+    import copy
+
+    from cace_calc.errors import CalculationFailed
+
+    broken = copy.deepcopy(heads_model)
+    broken.uncertainty_scale[0] = float("nan")
+    atoms = water_cluster()
+    atoms.calc = CACECalculator(broken, uncertainty=True)
+    with pytest.raises(CalculationFailed, match="non-finite energy_uncertainty"):
+        atoms.get_potential_energy()
+
+
+def test_calibration_puts_95_percent_within_two_sigma(heads_model):
+    from ase.calculators.emt import EMT
+    from ase.build import bulk
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(6):  # labels of another potential: the errors are real, the test is the calibration
+        a = bulk("Cu", cubic=True) * (2, 1, 1)
+        a.positions += rng.normal(scale=0.1, size=a.positions.shape)
+        a.calc = EMT()
+        a.get_potential_energy()
+        images.append(a)
+    model = make_model(("bchi",), n_heads=3, elements=(29,), seed=5)
+    frames = make_frames(images, [29], model.cutoff, stress=False)
+    scales = calibrate(model, frames)
+    assert set(scales) == {"energy", "forces", "forces_members"}
+    report = calibration_report(model, frames)
+    for key in ("forces", "forces_members"):
+        assert report[key]["coverage_2sigma"] == pytest.approx(0.95, abs=0.03)
+    assert torch.allclose(model.uncertainty_scale, torch.tensor(list(scales.values()), dtype=torch.float64))
+    assert two_sigma_scale(np.array([1.0, -2.0, 4.0]), np.ones(3)) > 1.0
