@@ -265,6 +265,10 @@ def add_ipi(sub):
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up when i-PI sends nothing for S seconds (default: wait as long as i-PI needs)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    p.add_argument("--committee", action="store_true",
+                   help="also send every readout head's energy, forces and virial for i-PI's <ffcommittee> "
+                        "with <parse_json>true</parse_json> (models with several heads; on by itself when "
+                        "the <ffsocket> parameters say committee: true, as written by cace-calc pimd --uncertainty)")
     p.set_defaults(run=run_ipi)
 
 
@@ -279,7 +283,8 @@ def run_ipi(args) -> int:
         raise ValueError("--port goes with --host, not with --unix")
     if args.threads:
         torch.set_num_threads(args.threads)
-    driver = CACEDriver(args.model, template=args.template, device=args.device, dtype=args.dtype)
+    driver = CACEDriver(args.model, template=args.template, device=args.device, dtype=args.dtype,
+                        committee=args.committee)
     try:
         n = driver.run(unix=args.unix, host=args.host, port=args.port, wait=args.wait, timeout=args.timeout)
     except DriverProtocolError as e:
@@ -294,11 +299,13 @@ def add_pimd(sub):
         "pimd", help="path-integral (or classical, --beads 1) MD with i-PI",
         description="Write an i-PI input for NVT (or NPT with --pressure) path-integral MD of STRUCTURE, "
                     "run i-PI with CACE drivers, and print the averages: potential energy, centroid-virial "
-                    "kinetic energy per atom of each element, temperature, pressure, volume. Outputs "
-                    "(simulation.out, trajectories as extended XYZ in Angstrom, logs) go to --out.",
+                    "kinetic energy per atom of each element, temperature, pressure, volume (with "
+                    "--uncertainty also i-PI's committee uncertainty). Outputs (simulation.out, "
+                    "trajectories as extended XYZ in Angstrom, logs) go to --out.",
         epilog="examples:\n  cace-calc pimd water.xyz --model water --beads 32 --steps 2000\n"
                "  cace-calc pimd water.xyz --model water --beads 8 --inprocess --device cuda --out pimd-gpu\n"
-               "  cace-calc pimd water.xyz --model water --beads 1 --thermostat svr --out classical")
+               "  cace-calc pimd water.xyz --model water --beads 1 --thermostat svr --out classical\n"
+               "  cace-calc pimd water.xyz --model MODEL_WITH_HEADS --beads 8 --uncertainty --out pimd-committee")
     p.add_argument("structure", help="start structure, any file ase.io.read reads")
     p.add_argument("--index", default="-1", help="frame of the structure file (default -1, the last)")
     p.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
@@ -320,6 +327,10 @@ def add_pimd(sub):
                    help="device(s) of the drivers, used in turn: cpu, cuda, cuda:0 cuda:1, auto (default)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="model precision (float64)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch in each driver")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="run i-PI's committee (<ffcommittee>), one member per readout head of the model (needs "
+                        "several heads), alpha = the model's calibrated force factor; reports the committee "
+                        "uncertainty with the averages and writes committee_pot.dat for i-pi-committee-reweight")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_pimd)
 
@@ -335,7 +346,7 @@ def run_pimd(args) -> int:
                         progress=not args.quiet, beads=args.beads, temperature=args.temperature,
                         steps=args.steps, timestep_fs=args.timestep, pressure_gpa=args.pressure,
                         thermostat=args.thermostat, tau_fs=args.tau, seed=args.seed,
-                        trajectory_stride=args.stride)
+                        trajectory_stride=args.stride, uncertainty=args.uncertainty)
     except RuntimeError as e:  # i-PI or a driver failed: its message quotes the end of that log
         _error("pimd", e)
         return 1
@@ -344,9 +355,15 @@ def run_pimd(args) -> int:
           f"of {len(res.step)} outputs:")
     for key, value in res.averages(skip=skip).items():
         unit = {"temperature": "K", "pressure": "GPa", "volume": "A^3"}.get(key, "eV")
+        unit = "eV/atom" if "per_atom" in key and "kinetic" not in key else unit
         print(f"  {key:34s} {value:14.6f} {unit}")
+    committee = ""
+    if res.committee_energies is not None:
+        print(f"committee of {res.committee_energies.shape[2]} members (the model's heads); uncertainty: i-PI's "
+              "committee_uncertainty (sample std of the members' energies, scaled by its alpha)")
+        committee = ", simulation.committee_K (bead K: uncertainty, members), committee_pot.dat (for reweighting)"
     print(f"outputs in {res.directory}: simulation.out (properties), centroid.extxyz (centroid trajectory), "
-          "simulation.pos_K.extxyz (bead K), input.xml (the i-PI input)")
+          f"simulation.pos_K.extxyz (bead K), input.xml (the i-PI input){committee}")
     return 0
 
 def add_eval(sub):
@@ -361,7 +378,8 @@ def add_eval(sub):
                     "set), print the RMSE and MAE of the energy per atom (meV/atom), forces (meV/A) and "
                     "stress (GPa): eval doubles as a validation tool.",
         epilog="examples:\n  cace-calc eval test.xyz --model water\n"
-               "  cace-calc eval a.xyz b.extxyz --model my.pt --index 0:100:10 -o predicted.xyz")
+               "  cace-calc eval a.xyz b.extxyz --model my.pt --index 0:100:10 -o predicted.xyz\n"
+               "  cace-calc eval md/md.traj --model water --select 10 -o to_label.xyz")
     p.add_argument("structures", nargs="+", metavar="STRUCTURES", help="structure files")
     p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument("-o", "--output", metavar="OUT.xyz", help="write the structures with the predictions here "
@@ -373,6 +391,14 @@ def add_eval(sub):
     p.add_argument("--max-atoms", type=int, metavar="N",
                    help="atoms per batched model call (default 20000 on a GPU, 500 on a CPU, where bigger "
                         "batches are slower; lower it if memory runs out)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="add the calibrated one-sigma uncertainties (models with several heads): energy_uncertainty "
+                        "(eV) per structure, energies_uncertainty (eV) and forces_uncertainty (eV/A) per atom in "
+                        "the output; with labels, how well they cover the errors")
+    p.add_argument("--select", type=int, metavar="N",
+                   help="write to -o only the N most uncertain structures (largest per-atom force sigma), "
+                        "skipping near-copies (atoms within 0.2 A RMS of a chosen one): frames to label with DFT; "
+                        "implies --uncertainty")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal anyway)")
     p.set_defaults(run=run_eval)
 
@@ -382,13 +408,16 @@ def run_eval(args) -> int:
     import numpy as np
     from ase import units
 
-    from .evaluate import evaluate_structures, read_structures
+    from .evaluate import evaluate_structures, read_structures, select_uncertain
 
+    if args.select is not None and not args.output:
+        raise ValueError("--select writes the chosen structures to -o OUT.xyz: give -o")
     images = read_structures(args.structures, index=args.index)
     n_atoms = sum(len(a) for a in images)
     print(f"read {len(images)} structures ({n_atoms} atoms) from {', '.join(args.structures)}")
     res = evaluate_structures(images, args.model, device=args.device, dtype=args.dtype,
-                              max_atoms=args.max_atoms, progress=False if args.quiet else None)
+                              max_atoms=args.max_atoms, progress=False if args.quiet else None,
+                              uncertainty=args.uncertainty or args.select is not None)
     print(f"evaluated in {res.seconds:.2f} s ({n_atoms / max(res.seconds, 1e-9):.0f} atoms/s) with "
           f"{args.model}, {args.dtype}")
     if len(images) <= 10:
@@ -404,7 +433,17 @@ def run_eval(args) -> int:
         print(res.table())
     else:
         print("no reference labels in the input: no errors to report")
-    if args.output:
+    if args.select is not None:
+        chosen = select_uncertain(res.images, args.select)
+        print(f"the {len(chosen)} most uncertain, mutually different structures (of {len(images)}):")
+        print(f"  {'#':>5s} {'max force sigma (eV/A)':>23s} {'energy sigma (meV/atom)':>24s}")
+        for k in chosen:
+            a = res.images[k]
+            print(f"  {k:5d} {a.arrays['forces_uncertainty'].max():23.4f} "
+                  f"{1e3 * a.info['energy_uncertainty'] / len(a):24.3f}")
+        ase.io.write(args.output, [res.images[k] for k in chosen], format="extxyz")
+        print(f"wrote {args.output} (label these, then fine-tune or retrain)")
+    elif args.output:
         ase.io.write(args.output, res.images, format="extxyz")
         print(f"wrote {args.output}")
     elif len(images) > 10:
@@ -443,6 +482,10 @@ def add_md(sub):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="model precision (default float32: faster, accurate enough for MD)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    p.add_argument("--max-uncertainty", type=float, metavar="EV_PER_A",
+                   help="stop when an atom's force uncertainty (one sigma, eV/A) passes this, the last frame "
+                        "written to md.traj (models with an uncertainty; they are always watched, and the "
+                        "largest value and any pass of the model's own threshold are reported)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal anyway)")
     p.set_defaults(run=run_md)
 
@@ -464,10 +507,15 @@ def run_md(args) -> int:
         raise ValueError(f"--index {args.index!r} selects {len(frames)} frames; give one (e.g. -1)")
     atoms = frames[0]
     calc = CACECalculator(args.model, device=args.device, dtype=args.dtype)
+    if calc.model.n_heads > 1:
+        calc.uncertainty = True  # cheap: the heads' spread, watched every step
+    elif args.max_uncertainty is not None:
+        raise ValueError(f"--max-uncertainty: model {args.model!r} carries no uncertainty (one readout head)")
     res = _run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
                   ensemble=args.ensemble, pressure=args.pressure or 0.0, friction=args.friction,
                   tdamp=args.tdamp, pdamp=args.pdamp, out_dir=args.out, log_every=args.log_every,
-                  traj_every=args.traj_every, seed=args.seed, progress=False if args.quiet else None)
+                  traj_every=args.traj_every, seed=args.seed, progress=False if args.quiet else None,
+                  max_uncertainty=args.max_uncertainty)
     what = f"{args.ensemble.upper()} {args.temperature:g} K" + (
         f", {args.pressure or 0.0:g} GPa" if args.ensemble == "npt" else "")
     print(f"{what}: {res.steps} steps of {args.timestep:g} fs ({res.steps * args.timestep / 1000:g} ps), "
@@ -478,6 +526,10 @@ def run_md(args) -> int:
         final = res.atoms
         density = final.get_masses().sum() * units._amu * 1e3 / (final.get_volume() * 1e-24)
         print(f"  final volume {final.get_volume():.2f} A^3, density {density:.4f} g/cm^3")
+    if res.max_force_uncertainty is not None:
+        print(f"  largest force uncertainty {res.max_force_uncertainty:.3f} eV/A (one sigma, any atom, any step)")
+    if res.stopped_at_step is not None:
+        print(f"  stopped at step {res.stopped_at_step}: the last frame is in {res.trajectory_file}")
     print(f"  {res.ms_per_step:.2f} ms per step ({len(atoms) * 1e3 / max(res.ms_per_step, 1e-9):.0f} "
           f"atom-steps/s) on {calc.device}, {args.dtype}")
     print(f"wrote {res.log_file} (every {args.log_every} steps) and {res.trajectory_file} "

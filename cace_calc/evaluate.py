@@ -30,7 +30,10 @@ from .errors import UnsupportedElementError
 from .graph import check_atoms
 from .model import CACE
 
-__all__ = ["EvalResult", "error_metrics", "evaluate_structures", "read_structures", "reference_labels"]
+__all__ = ["EvalResult", "error_metrics", "evaluate_structures", "read_structures", "reference_labels",
+           "select_uncertain"]
+
+SELECT_MIN_RMSD = 0.2  # A: frames of the same atoms closer than this (RMS displacement) count as one
 
 # keys a SinglePointCalculator with our results writes to extended XYZ; input values under these
 # names are labels (moved to ref_<name>) or would clash with the predictions
@@ -46,6 +49,8 @@ class EvalResult:
         for fully periodic cells, ``stress`` eV/A^3 Voigt); the input's ``info`` and ``arrays`` are
         kept, its labels renamed ``ref_energy`` / ``ref_forces`` / ``ref_stress``.
     metrics: errors against the labels (see :func:`error_metrics`); empty without labels.
+        With uncertainties, also ``uncertainty``: coverage of one and two sigma and the Spearman
+        rank correlation of sigma with |error| (energy per structure, forces per atom).
     seconds: wall time of the evaluation.
     """
 
@@ -67,6 +72,14 @@ class EvalResult:
                 digits = 4 if key == "stress" else 2
                 lines.append(f"  {label + ' (' + unit + ')':28s} {m[key + '_n']:10d} {rmse:10.{digits}f} "
                              f"{mae:10.{digits}f}")
+        if "uncertainty" in m:
+            lines.append(f"uncertainty against the errors:\n  {'quantity':28s} {'within 1 sigma':>15s} "
+                         f"{'within 2 sigma':>15s} {'rank corr.':>11s}")
+            for key, label in (("energy", "energy per atom"), ("forces", "forces (per atom)")):
+                if key in m["uncertainty"]:
+                    u = m["uncertainty"][key]
+                    lines.append(f"  {label:28s} {u['coverage_1sigma']:15.3f} {u['coverage_2sigma']:15.3f} "
+                                 f"{u['spearman']:11.3f}")
         return "\n".join(lines)
 
 
@@ -184,7 +197,64 @@ def error_metrics(predictions: Sequence[dict], references: Sequence[dict], n_ato
             metrics[f"{key}_mae_{suffix}"] = float(np.mean(np.abs(x)))
     if metrics:
         metrics = {"n_structures": len(predictions), **metrics}
+    if metrics and "energy_uncertainty" in predictions[0]:
+        metrics["uncertainty"] = _uncertainty_metrics(predictions, references, n_atoms)
     return metrics
+
+
+def _uncertainty_metrics(predictions, references, n_atoms) -> dict:
+    """Coverage and rank correlation of the predicted sigmas against the errors."""
+    from .uncertainty import coverage, spearman
+
+    out = {}
+    pairs = [((p["energy"] - r["energy"]) / n, p["energy_uncertainty"] / n)
+             for p, r, n in zip(predictions, references, n_atoms) if "energy" in r]
+    if pairs:
+        err, sig = np.array(pairs).T
+        out["energy"] = {"coverage_1sigma": coverage(err, sig, 1), "coverage_2sigma": coverage(err, sig, 2),
+                         "spearman": spearman(sig, np.abs(err)) if len(err) > 2 else float("nan")}
+    errs = [(np.asarray(p["forces"]) - r["forces"], p["forces_uncertainty"]) for p, r in zip(predictions, references)
+            if "forces" in r]
+    if errs:
+        err = np.concatenate([e for e, _ in errs])
+        sig = np.concatenate([s for _, s in errs])
+        out["forces"] = {"coverage_1sigma": coverage(err, sig[:, None], 1),
+                         "coverage_2sigma": coverage(err, sig[:, None], 2),
+                         "spearman": spearman(sig, np.sqrt((err**2).mean(axis=1)))}
+    return out
+
+
+def select_uncertain(images: Sequence[Atoms], n: int, *, min_rmsd: float = SELECT_MIN_RMSD) -> list[int]:
+    """Indices of up to ``n`` structures to label: the most uncertain first (largest per-atom
+    force sigma, ``forces_uncertainty`` in ``atoms.arrays`` as :func:`evaluate_structures`
+    writes it), skipping any whose atoms sit within ``min_rmsd`` (A, RMS over atoms, minimum
+    image) of a structure already chosen: consecutive MD frames are one choice, not n."""
+    if n < 1:
+        raise ValueError(f"select needs at least 1 structure, got {n}")
+    scores = []
+    for k, atoms in enumerate(images):
+        if "forces_uncertainty" not in atoms.arrays:
+            raise ValueError(f"structure {k} has no forces_uncertainty (evaluate with uncertainty=True)")
+        scores.append(float(np.max(atoms.arrays["forces_uncertainty"])))
+    chosen: list[int] = []
+    for k in np.argsort(scores)[::-1]:
+        if all(not _same_place(images[k], images[j], min_rmsd) for j in chosen):
+            chosen.append(int(k))
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def _same_place(a: Atoms, b: Atoms, min_rmsd: float) -> bool:
+    """Same atoms (numbers, order) in the same cell, within ``min_rmsd`` A RMS (minimum image)."""
+    if len(a) != len(b) or (a.numbers != b.numbers).any() or not np.allclose(a.cell.array, b.cell.array, atol=1e-6):
+        return False
+    d = a.positions - b.positions
+    if a.pbc.any() and a.cell.rank == 3:
+        from ase.geometry import find_mic
+
+        d, _ = find_mic(d, a.cell, a.pbc)
+    return float(np.sqrt((d**2).sum(axis=1).mean())) < min_rmsd
 
 
 def _check_structures(images: Sequence[Atoms], elements: Sequence[int] | None) -> None:
@@ -246,12 +316,16 @@ def _with_predictions(atoms: Atoms, pred: dict, labels: dict) -> Atoms:
     if "stress" in labels:
         out.info["ref_stress"] = full_3x3_to_voigt_6_stress(labels["stress"])
     out.calc = SinglePointCalculator(out, **{k: v for k, v in pred.items() if k in _RESULT_KEYS})
+    if "energy_uncertainty" in pred:  # not ASE properties: written as info and per-atom arrays
+        out.info["energy_uncertainty"] = pred["energy_uncertainty"]
+        out.arrays["energies_uncertainty"] = pred["energies_uncertainty"]
+        out.arrays["forces_uncertainty"] = pred["forces_uncertainty"]
     return out
 
 
 def evaluate_structures(images: Sequence[Atoms], model: str | os.PathLike | CACE | BaseCalculator, *,
                         device: str = "auto", dtype: str = "float64", max_atoms: int | None = None,
-                        progress: bool | None = None) -> EvalResult:
+                        progress: bool | None = None, uncertainty: bool = False) -> EvalResult:
     """Evaluate ``model`` on ``images`` and compare with their reference labels, if any.
 
     model: a pretrained name, a model file, a :class:`~cace_calc.CACE` (evaluated with a
@@ -260,6 +334,10 @@ def evaluate_structures(images: Sequence[Atoms], model: str | os.PathLike | CACE
     max_atoms: atoms per batched model call; None: 20,000 on a GPU, 500 on a CPU (where bigger
         batches are slower). Lower it if memory runs out.
     progress: show a progress bar (None: only on a terminal).
+    uncertainty: add each structure's ``energy_uncertainty`` (info, eV) and per-atom
+        ``energies_uncertainty`` (eV) and ``forces_uncertainty`` (eV/A) arrays (models with
+        several heads; see :class:`~cace_calc.CACECalculator`), and their calibration against
+        the labels to the metrics.
 
     Every structure is checked (elements, finite positions, cell) before any work. Returns an
     :class:`EvalResult`; the input structures are not modified.
@@ -271,7 +349,11 @@ def evaluate_structures(images: Sequence[Atoms], model: str | os.PathLike | CACE
         raise ValueError("no structures to evaluate")
     if max_atoms is not None and max_atoms < 1:
         raise ValueError(f"max_atoms must be at least 1, got {max_atoms}")
-    calc = model if isinstance(model, BaseCalculator) else CACECalculator(model, device=device, dtype=dtype)
+    calc = (model if isinstance(model, BaseCalculator)
+            else CACECalculator(model, device=device, dtype=dtype, uncertainty=uncertainty))
+    if uncertainty and not getattr(calc, "uncertainty", False):
+        raise ValueError("uncertainty=True needs a CACE model with several heads, or a CACECalculator made "
+                         "with uncertainty=True")
     batched = isinstance(calc, CACECalculator)
     if max_atoms is None:
         max_atoms = 20000 if batched and calc.device.type == "cuda" else 500

@@ -7,6 +7,9 @@
 
 :func:`run_pimd` writes the i-PI input (:func:`write_pimd_input`), starts i-PI and the
 CACE drivers, shows progress, and returns :class:`PIMDResults`. One bead is classical MD.
+With ``uncertainty=True`` (models with several readout heads) i-PI runs a committee: every
+head is a member, all served through the drivers' socket, and the results carry i-PI's
+committee uncertainty.
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from ase import Atoms
 from ase.io import write
 
 from .checkpoint import load_model, resolve_model_path, save_model
 from .graph import species_indices
+from .ipi.bridge import HARTREE, model_label, require_committee
 from .ipi.inputs import (
+    FORCEFIELD_NAME,
+    MEMBERS_NAME,
     OUTPUT_PREFIX,
     PIMDSettings,
+    committee_forcefield_xml,
     inprocess_forcefield_xml,
     socket_forcefield_xml,
     standardize,
@@ -35,7 +43,8 @@ from .ipi.protocol import DEFAULT_SOCKETS_PREFIX
 from .ipi.results import PIMDResults, read_pimd_results
 from .model import CACE
 
-__all__ = ["PIMDResults", "PIMDSettings", "read_pimd_results", "run_pimd", "write_pimd_input"]
+__all__ = ["PIMDResults", "PIMDSettings", "read_pimd_results", "run_pimd", "write_committee_potentials",
+           "write_pimd_input"]
 
 MODES = ("socket", "inprocess")
 
@@ -48,7 +57,7 @@ def _socket_batch(beads: int, drivers: int) -> int:
 def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.PathLike, *,
              mode: str = "socket", drivers: int = 1, device: str | Sequence[str] = "auto",
              dtype: str = "float64", threads: int | None = None, progress: bool = True,
-             timeout: float | None = None, **settings) -> PIMDResults:
+             timeout: float | None = None, uncertainty: bool = False, **settings) -> PIMDResults:
     """Run (path-integral) MD of ``atoms`` with i-PI and return the parsed results.
 
     Parameters
@@ -63,13 +72,21 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
     dtype: ``"float64"`` or ``"float32"``. threads: torch CPU threads per driver (or of i-PI
         in-process).
     progress: show a progress bar. timeout: seconds before the run is abandoned.
+    uncertainty: run i-PI's ``<ffcommittee>`` with one member per readout head, served by the
+        socket drivers (the model needs several heads; one backward pass per head; not with
+        ``mode="inprocess"``), its ``alpha`` set to the model's calibrated force factor
+        ``uncertainty_scale[2]``. The results then hold the committee uncertainty and the
+        members' energies, and ``committee_pot.dat`` each member's bead-averaged potential
+        energy per output row (Hartree), the input of i-PI's ``i-pi-committee-reweight``.
     **settings: fields of :class:`PIMDSettings`: beads, temperature (K), steps, timestep_fs,
         pressure_gpa (None: NVT), thermostat, tau_fs, pile_lambda, barostat_tau_fs, piglet,
         seed, properties_stride, trajectory_stride, write_forces.
 
     Outputs in ``directory``: ``simulation.out`` (i-PI's properties, atomic units),
     ``simulation.pos_K.extxyz`` (bead K) and ``centroid.extxyz`` (trajectories in Angstrom,
-    ASE-readable), ``i-pi.log``, ``driver-K.log``, ``input.xml``.
+    ASE-readable), ``i-pi.log``, ``driver-K.log``, ``input.xml``; with ``uncertainty``
+    also ``simulation.committee_K`` (bead K: i-PI's uncertainty, then the members' energies,
+    Hartree) and ``committee_pot.dat``.
 
     Raises ``ValueError`` for bad settings, :class:`cace_calc.errors.UnsupportedElementError`
     or :class:`cace_calc.errors.ModelFileError` before anything starts, and ``RuntimeError``
@@ -83,19 +100,25 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
         raise ValueError(f"drivers must be a positive integer, got {drivers!r}")
     if mode == "inprocess" and drivers != 1:
         raise ValueError("mode='inprocess' runs the model inside i-PI: drivers must be 1")
+    if mode == "inprocess" and uncertainty:
+        raise ValueError("uncertainty=True needs mode='socket' (i-PI cannot checkpoint an <ffcommittee> "
+                         "around the in-process <ffdirect>)")
     devices = [device] if isinstance(device, str) else list(device)
     directory = Path(directory)
     if (directory / f"{OUTPUT_PREFIX}.out").exists():
         raise FileExistsError(f"{directory} already holds an i-PI run; choose another directory")
+    label = model_label(model)
     if isinstance(model, CACE):
-        elements = model.config.elements
+        loaded = model
     else:
         model = resolve_model_path(model).resolve()  # ModelFileError names the available models
-        elements = load_model(model).config.elements
-    species_indices(atoms.numbers, elements)  # UnsupportedElementError before anything starts
+        loaded = load_model(model)
+    species_indices(atoms.numbers, loaded.config.elements)  # UnsupportedElementError before anything starts
+    if uncertainty:
+        require_committee(loaded, label)  # one line naming the model, before anything starts
     std = standardize(atoms)
     directory.mkdir(parents=True, exist_ok=True)
-    model_path = save_model(model, directory / "model.pt") if isinstance(model, CACE) else model
+    model_path = save_model(model, directory / "model.pt").resolve() if isinstance(model, CACE) else model
 
     if mode == "inprocess":
         ff = inprocess_forcefield_xml(model_path=model_path, template_path=directory / "structure.extxyz",
@@ -105,7 +128,8 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
     else:
         name = f"cace-{os.getpid()}-{secrets.token_hex(4)}"
         ff = socket_forcefield_xml(unix=name, symbols="".join(std.get_chemical_symbols()), pbc=std.pbc,
-                                   batch_size=_socket_batch(cfg.beads, drivers))
+                                   batch_size=_socket_batch(cfg.beads, drivers), committee=uncertainty,
+                                   name=MEMBERS_NAME if uncertainty else FORCEFIELD_NAME)
         socket_file = DEFAULT_SOCKETS_PREFIX + name
         commands, env = [], None
         for k in range(drivers):
@@ -114,10 +138,30 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
                    "--dtype", dtype, "--wait", "60"]
             if threads:
                 cmd += ["--threads", str(int(threads))]
+            if uncertainty:
+                cmd.append("--committee")
             commands.append(cmd)
-    write_pimd_input(std, directory, cfg, forcefield_xml=ff)
+    if uncertainty:  # alpha: the calibration factor of the members' force spread
+        ff = committee_forcefield_xml(ff, alpha=float(loaded.uncertainty_scale[2]))
+    write_pimd_input(std, directory, cfg, forcefield_xml=ff, committee=uncertainty)
     run_ipi(directory, drivers=commands, socket_file=socket_file, total_steps=cfg.steps,
             progress=progress, timeout=timeout, env=env)
     results = read_pimd_results(directory)
     write(directory / "centroid.extxyz", results.read_trajectory(), format="extxyz")
+    if uncertainty:
+        write_committee_potentials(results, directory / "committee_pot.dat")
     return results
+
+
+def write_committee_potentials(results: PIMDResults, path: str | os.PathLike) -> Path:
+    """Write each member's bead-averaged potential energy (Hartree), one row per output step
+    and one column per member, as ``i-pi-committee-reweight`` reads it (with an observable
+    from ``simulation.out``, same rows). Returns the path."""
+    pots = results.committee_potential_energy
+    if pots is None:
+        raise ValueError(f"{results.directory} holds no committee run (run with uncertainty=True)")
+    path = Path(path)
+    header = (f"bead-averaged potential energy of each of {pots.shape[1]} committee members (Hartree, "
+              "i-PI's alpha applied), one row per row of simulation.out")
+    np.savetxt(path, pots / HARTREE, fmt="%.10e", header=header)
+    return path

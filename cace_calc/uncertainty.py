@@ -63,15 +63,20 @@ def two_sigma_scale(error: np.ndarray, sigma: np.ndarray) -> float:
     return float(np.quantile(ratio, TARGET_TWO_SIGMA_COVERAGE) / 2.0)
 
 
+THRESHOLD_FACTOR = 2.0  # MD warns above this times the largest force sigma of the validation set
+
+
 def calibrate(model: CACE, frames: list[Frame], device: torch.device | str = "cpu") -> dict[str, float]:
-    """Set the model's calibration factors from labelled (validation) ``frames``; returns them."""
+    """Set the model's calibration factors from labelled (validation) ``frames``; returns them
+    and ``forces_threshold_ev_per_a``: THRESHOLD_FACTOR times the largest calibrated per-atom
+    force sigma (the cheap estimate, the one MD watches) on those frames."""
     r = residuals(model, frames, device)
     scales = {"energy": two_sigma_scale(r.energy_error, r.energy_sigma),
               "forces": two_sigma_scale(r.forces_error, r.forces_sigma),
               "forces_members": two_sigma_scale(r.forces_error, r.forces_sigma_members)}
     with torch.no_grad():
         model.uncertainty_scale.copy_(torch.tensor(list(scales.values()), dtype=torch.float64))
-    return scales
+    return {**scales, "forces_threshold_ev_per_a": THRESHOLD_FACTOR * scales["forces"] * float(r.forces_sigma.max())}
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

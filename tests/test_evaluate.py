@@ -166,3 +166,62 @@ def test_bad_inputs(model_file, tmp_path):
     atoms.calc = SinglePointCalculator(atoms, forces=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="structure 0: reference forces have shape"):
         evaluate_structures([atoms], model_file, progress=False)
+
+
+@pytest.fixture(scope="module")
+def heads_file(tmp_path_factory):
+    return save_model(make_model(("bchi",), n_heads=4, elements=(1, 6, 8), seed=4),
+                      tmp_path_factory.mktemp("heads") / "heads.pt")
+
+
+def test_uncertainty_in_the_output_and_its_calibration_metrics(heads_file):
+    images = structures()
+    calc = CACECalculator(heads_file, uncertainty=True)
+    res = evaluate_structures(labelled(images, calc), heads_file, uncertainty=True)
+    for atoms, ref in zip(res.images, calc.calculate_batch(images)):
+        assert atoms.info["energy_uncertainty"] == pytest.approx(ref["energy_uncertainty"])
+        np.testing.assert_allclose(atoms.arrays["forces_uncertainty"], ref["forces_uncertainty"])
+    u = res.metrics["uncertainty"]
+    assert 0 <= u["forces"]["coverage_1sigma"] <= u["forces"]["coverage_2sigma"] <= 1
+    assert "within 2 sigma" in res.table()
+    with pytest.raises(ValueError, match="carries no uncertainty"):
+        evaluate_structures(images, make_model(), uncertainty=True)
+
+
+def test_select_takes_the_most_uncertain_and_skips_near_copies():
+    from cace_calc.evaluate import select_uncertain
+
+    base = periodic_cell()
+    frames = []
+    for k, (shift, sigma) in enumerate([(0.0, 0.5), (0.01, 0.9), (0.5, 0.3), (1.0, 0.7), (1.5, 0.1)]):
+        a = base.copy()
+        a.positions[:] += np.random.default_rng(k).normal(scale=shift, size=a.positions.shape)
+        a.arrays["forces_uncertainty"] = np.full(len(a), 0.01)
+        a.arrays["forces_uncertainty"][k % len(a)] = sigma
+        frames.append(a)
+    # frame 1 is the most uncertain; frame 0 sits 0.01 A from it (a near copy): skipped
+    assert select_uncertain(frames, 3) == [1, 3, 2]
+    assert select_uncertain(frames, 10) == [1, 3, 2, 4]
+    with pytest.raises(ValueError, match="no forces_uncertainty"):
+        select_uncertain([base], 1)
+
+
+def test_cli_eval_select(heads_file, tmp_path, capsys):
+    src = tmp_path / "frames.xyz"
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(6):
+        a = periodic_cell()
+        a.positions += rng.normal(scale=0.3, size=a.positions.shape)
+        frames.append(a)
+    ase.io.write(src, frames)
+    out = tmp_path / "chosen.xyz"
+    assert main(["eval", str(src), "--model", str(heads_file), "--select", "2", "-o", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "the 2 most uncertain, mutually different structures (of 6)" in text
+    chosen = ase.io.read(out, ":")
+    assert len(chosen) == 2
+    sig = [a.arrays["forces_uncertainty"].max() for a in chosen]
+    assert sig[0] >= sig[1]
+    assert main(["eval", str(src), "--model", str(heads_file), "--select", "2"]) == 1
+    assert "give -o" in capsys.readouterr().err

@@ -122,3 +122,38 @@ def test_cli_md_errors(structure, args, match, model_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("cace-calc md: error:") and match in err
     assert not out.exists()  # nothing written
+
+
+def test_uncertainty_guard_warns_once_and_stops_the_run(tmp_path, capsys):
+    model = make_model(("bchi",), n_heads=4, elements=(1, 6, 8), seed=2)
+    calc = CACECalculator(model, uncertainty=True)
+    start = periodic_cell()
+    start.calc = calc
+    sigma0 = float(calc.get_property("forces_uncertainty", start).max())
+    model.metadata = {"uncertainty": {"forces_threshold_ev_per_a": 0.5 * sigma0}}
+    messages = []
+    res = run_md(periodic_cell(), calc, steps=8, timestep=0.5, temperature=3000, out_dir=tmp_path / "a",
+                 traj_every=100, say=messages.append, seed=1)
+    assert res.stopped_at_step is None and res.steps == 8
+    assert res.max_force_uncertainty >= sigma0
+    assert len(messages) == 1 and "step 0" in messages[0] and "passed the model's threshold" in messages[0]
+    # a stop below what the run reaches: stopped at once, the frame written
+    res = run_md(periodic_cell(), calc, steps=8, timestep=0.5, out_dir=tmp_path / "b", traj_every=100,
+                 max_uncertainty=0.5 * sigma0, say=messages.append)
+    assert res.stopped_at_step is not None and res.stopped_at_step < 8
+    assert "stopped" in res.uncertainty_events[-1]
+    frames = ase.io.read(tmp_path / "b" / "md.traj", ":")
+    assert len(frames) == 2  # step 0 and the frame where it stopped
+    with pytest.raises(ValueError, match="needs a calculator that reports forces_uncertainty"):
+        run_md(periodic_cell(), CACECalculator(make_model()), steps=1, max_uncertainty=1.0)
+
+
+def test_cli_md_max_uncertainty(tmp_path, capsys):
+    heads = save_model(make_model(("bchi",), n_heads=3, elements=(1, 6, 8)), tmp_path / "heads.pt")
+    src = tmp_path / "start.xyz"
+    ase.io.write(src, periodic_cell())
+    assert main(["md", str(src), "--model", str(heads), "--steps", "4", "--out", str(tmp_path / "run"),
+                 "--quiet", "--max-uncertainty", "1e-9"]) == 0
+    text = capsys.readouterr().out
+    assert "passed --max-uncertainty 1e-09 eV/A: stopped" in text and "stopped at step 0" in text
+    assert "largest force uncertainty" in text

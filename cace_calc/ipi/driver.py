@@ -7,6 +7,12 @@ per exchange); ``POSDATA`` carries the cell (``h`` and its inverse, 3x3 float64 
 atom count and the positions; ``GETFORCE`` is answered with ``FORCEREADY``, the energy,
 the atom count, the forces, the virial and an "extra" string; ``EXIT`` ends the run.
 
+With ``committee=True`` the extra string is the JSON that i-PI's ``<ffcommittee>`` with
+``<parse_json>true</parse_json>`` unpacks into one member per readout head (``committee_pot``,
+``committee_force``, ``committee_virial``, atomic units); energy, forces and virial are the
+members' means. ``committee: true`` in the ``<ffsocket>``'s parameters (as written by
+:mod:`cace_calc.pimd`) turns this on at INIT.
+
 i-PI sends no element names, so the driver takes them from a template structure (same
 atom order as i-PI's input) or from ``symbols: OHH...`` in the ``<ffsocket>``'s
 ``<parameters>`` (as written by :mod:`cace_calc.pimd`).
@@ -23,7 +29,7 @@ from ase.data import atomic_numbers
 
 from ..calculator import CACECalculator
 from ..model import CACE
-from .bridge import IPIEvaluator
+from .bridge import IPIEvaluator, committee_calculator
 from .protocol import DEFAULT_SOCKETS_PREFIX, DriverProtocolError, IPIConnection, header
 
 _SYMBOL = re.compile(r"[A-Z][a-z]?")
@@ -77,6 +83,9 @@ class CACEDriver:
     template: an ASE Atoms (or a file ASE reads) with i-PI's atoms in the same order; gives
         the elements and the periodicity. Without it the elements come from i-PI's INIT string.
     device, dtype: as for :class:`CACECalculator`.
+    committee: also send every readout head's energy, forces and virial for i-PI's
+        ``<ffcommittee>`` (see :meth:`IPIEvaluator.compute_committee`); one backward pass per
+        head. A model with a single head raises ``ValueError`` naming it.
 
     Unknown elements raise :class:`cace_calc.errors.UnsupportedElementError` here (with a
     template) or at i-PI's INIT. ``n_structures`` counts the structures evaluated.
@@ -84,8 +93,11 @@ class CACEDriver:
 
     def __init__(self, model: str | os.PathLike | CACE | CACECalculator, *,
                  template: Atoms | str | os.PathLike | None = None, device: str = "auto",
-                 dtype: str = "float64"):
-        if isinstance(model, CACECalculator):
+                 dtype: str = "float64", committee: bool = False):
+        self.committee = bool(committee)
+        if self.committee:
+            self.calculator = committee_calculator(model, device=device, dtype=dtype)
+        elif isinstance(model, CACECalculator):
             self.calculator = model
         else:
             self.calculator = CACECalculator(model, device=device, dtype=dtype)
@@ -134,6 +146,8 @@ class CACEDriver:
         if not 1 <= batch <= MAX_BATCH:
             raise DriverProtocolError(f"i-PI protocol error: INIT announced batch_size {batch} (expected 1 to "
                                       f"{MAX_BATCH} structures per message)")
+        if pars.get("committee", "false").lower() == "true" and not self.committee:
+            self._use_committee()  # the input is an <ffcommittee> written by cace_calc
         if "symbols" in pars:
             numbers = symbols_to_numbers(pars["symbols"])
             if self.evaluator is None:
@@ -147,6 +161,13 @@ class CACEDriver:
                              "(--template FILE, same atom order as i-PI's input), or add "
                              "<parameters>{symbols: OHH...}</parameters> to i-PI's <ffsocket>")
         return batch
+
+    def _use_committee(self) -> None:
+        """Send every readout head from now on (raises ``ValueError`` for a single head)."""
+        self.calculator = committee_calculator(self.calculator)
+        self.committee = True
+        if self.evaluator is not None:
+            self.evaluator = IPIEvaluator(self.calculator, self.evaluator.numbers, self.evaluator.pbc)
 
     def _posdata(self, conn: IPIConnection, batch: int):
         if batch == 1:
@@ -164,7 +185,10 @@ class CACEDriver:
             hh = conn.recv_array(np.float64, 18 * batch).reshape(batch, 2, 3, 3)
             q = conn.recv_array(np.float64, 3 * nat * batch).reshape(batch, nat, 3)
             cells, pos = list(hh[:, 0]), list(q)
-        results = self.evaluator.compute(cells, pos)
+        if self.committee:
+            results = self.evaluator.compute_committee(cells, pos)
+        else:
+            results = [(*r, "") for r in self.evaluator.compute(cells, pos)]
         self.n_structures += len(results)
         return results
 
@@ -175,16 +199,18 @@ class CACEDriver:
 
     @staticmethod
     def _forces_message(results, batch: int) -> list[bytes]:
+        """FORCEREADY for ``(energy, forces, virial, extra)`` per structure (atomic units)."""
         nat = len(results[0][1])
         if batch == 1:
-            energy, forces, virial = results[0]
+            energy, forces, virial, extra = results[0]
             return [header("FORCEREADY"), np.float64(energy).tobytes(), np.int32(nat).tobytes(),
-                    forces.tobytes(), virial.T.tobytes(), np.int32(0).tobytes()]
+                    forces.tobytes(), virial.T.tobytes(), *_extra_bytes(extra)]
         parts = [header("FORCEREADY"), np.array([r[0] for r in results], np.float64).tobytes(),
                  np.int32(nat).tobytes()]
         parts += [r[1].tobytes() for r in results]
         parts += [r[2].T.copy().tobytes() for r in results]
-        parts += [np.int32(0).tobytes()] * len(results)  # no extras
+        for r in results:
+            parts += _extra_bytes(r[3])
         return parts
 
     def _serve(self, conn: IPIConnection) -> None:
@@ -213,12 +239,18 @@ class CACEDriver:
                 raise DriverProtocolError(f"unexpected message {msg!r} from the i-PI server")
 
 
+def _extra_bytes(extra: str) -> list[bytes]:
+    """An "extra" string as the protocol sends it: its length (int32), then its UTF-8 bytes."""
+    data = extra.encode("utf-8")
+    return [np.int32(len(data)).tobytes(), data]
+
+
 def run_driver(model, *, unix: str | None = None, host: str | None = None, port: int | None = None,
-               template=None, device: str = "auto", dtype: str = "float64",
+               template=None, device: str = "auto", dtype: str = "float64", committee: bool = False,
                sockets_prefix: str = DEFAULT_SOCKETS_PREFIX, wait: float = 0.0,
                timeout: float | None = None) -> int:
     """Serve a running i-PI with a CACE model until it ends the run (see :class:`CACEDriver`
     and :meth:`CACEDriver.run`). Returns the number of structures evaluated."""
-    driver = CACEDriver(model, template=template, device=device, dtype=dtype)
+    driver = CACEDriver(model, template=template, device=device, dtype=dtype, committee=committee)
     return driver.run(unix=unix, host=host, port=port, sockets_prefix=sockets_prefix, wait=wait,
                       timeout=timeout)

@@ -19,6 +19,8 @@ from ase import Atoms, units
 from .bridge import BOHR, HARTREE
 
 FORCEFIELD_NAME = "cace"
+MEMBERS_NAME = "cace-members"  # the force field inside <ffcommittee> that returns the members
+COMMITTEE_OUTPUT = "committee"  # per-bead files simulation.committee_K: uncertainty, members
 OUTPUT_PREFIX = "simulation"
 THERMOSTATS = ("pile_l", "pile_g", "piglet", "svr", "langevin")
 
@@ -145,20 +147,23 @@ def _parameters(**pars) -> str:
 
 
 def socket_forcefield_xml(*, unix: str | None = None, host: str | None = None, port: int | None = None,
-                          symbols: str, pbc: np.ndarray, batch_size: int = 1) -> str:
+                          symbols: str, pbc: np.ndarray, batch_size: int = 1, committee: bool = False,
+                          name: str = FORCEFIELD_NAME) -> str:
     """An ``<ffsocket>`` block for CACE drivers at unix socket ``unix`` or at ``host:port``.
-    Its parameters tell the drivers the elements (``symbols``) and periodicity."""
+    Its parameters tell the drivers the elements (``symbols``) and periodicity, and with
+    ``committee`` to send every readout head (for :func:`committee_forcefield_xml`)."""
     if (unix is None) == (host is None):
         raise ValueError("give exactly one of unix=NAME or host=HOST (with port=N)")
     mode = "unix" if unix is not None else "inet"
     address = unix if unix is not None else host
     pbc_text = "".join("T" if p else "F" for p in np.broadcast_to(pbc, (3,)))
-    lines = [f"<ffsocket name='{FORCEFIELD_NAME}' mode='{mode}' pbc='false'>",
+    pars = {"symbols": symbols, "pbc": pbc_text, **({"committee": "true"} if committee else {})}
+    lines = [f"<ffsocket name='{escape(name)}' mode='{mode}' pbc='false'>",
              f"  <address>{escape(address)}</address>"]
     if mode == "inet":
         lines.append(f"  <port>{int(port)}</port>")
     lines += ["  <latency>1e-4</latency>",
-              f"  <parameters>{escape(_parameters(symbols=symbols, pbc=pbc_text))}</parameters>"]
+              f"  <parameters>{escape(_parameters(**pars))}</parameters>"]
     if batch_size > 1:
         lines.append(f"  <batch_size>{int(batch_size)}</batch_size>")
     lines.append("</ffsocket>")
@@ -181,6 +186,29 @@ def inprocess_forcefield_xml(*, model_path: str | os.PathLike, template_path: st
         "</ffdirect>"])
 
 
+def committee_forcefield_xml(members_xml: str, *, alpha: float = 1.0) -> str:
+    """i-PI's ``<ffcommittee>`` around one force field that returns all members in its JSON
+    extras (``<parse_json>``): a block from :func:`socket_forcefield_xml` with
+    ``committee=True, name=MEMBERS_NAME``. (Not around ``<ffdirect>``: i-PI 3.3 fails to
+    write the checkpoint of such a committee.)
+
+    i-PI drives the dynamics with the members' mean and rescales each member's deviation from
+    the mean by ``alpha`` (its calibration of the spread; use the model's
+    ``uncertainty_scale[2]``, the factor of the members' force spread). Its extras then hold
+    the rescaled ``committee_pot`` (Hartree), ``committee_force``, ``committee_virial`` and
+    ``committee_uncertainty``, the sample standard deviation (ddof=1) of the rescaled
+    energies (Hartree).
+    """
+    if not np.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be positive, got {alpha!r}")
+    return "\n".join([
+        f"<ffcommittee name='{FORCEFIELD_NAME}' pbc='false'>",
+        f"  <alpha>{float(alpha)!r}</alpha>",
+        "  <parse_json>true</parse_json>",
+        _indent(members_xml, 2),
+        "</ffcommittee>"])
+
+
 def _thermostat_xml(s: PIMDSettings) -> str:
     if s.thermostat == "piglet":
         a, c = (np.asarray(m, dtype=float) for m in s.piglet)
@@ -201,7 +229,7 @@ def _indent(text: str, n: int) -> str:
 
 
 def simulation_xml(settings: PIMDSettings, *, structure_file: str, forcefield_xml: str,
-                   elements: list[str]) -> str:
+                   elements: list[str], committee: bool = False) -> str:
     """The full i-PI input for ``settings`` (see :func:`write_pimd_input`)."""
     s = settings
     props = ["step", "time{picosecond}", "conserved", "temperature{kelvin}", "potential",
@@ -212,6 +240,9 @@ def simulation_xml(settings: PIMDSettings, *, structure_file: str, forcefield_xm
         what["for"] = "forces"
     trajs = [f"<trajectory filename='{name}' stride='{s.trajectory_stride}' format='ase' cell_units='ase'> "
              f"{quantity}{{ase}} </trajectory>" for name, quantity in what.items()]
+    if committee:  # per bead, with the properties: i-PI's uncertainty, then the K members (Hartree)
+        trajs.append(f"<trajectory filename='{COMMITTEE_OUTPUT}' stride='{s.properties_stride}' "
+                     "extra_type='committee_uncertainty,committee_pot'> extras </trajectory>")
     npt = s.pressure_gpa is not None
     if npt:
         dynamics = "\n".join([
@@ -259,13 +290,15 @@ def simulation_xml(settings: PIMDSettings, *, structure_file: str, forcefield_xm
 
 
 def write_pimd_input(atoms: Atoms, directory: str | os.PathLike, settings: PIMDSettings, *,
-                     forcefield_xml: str) -> Path:
+                     forcefield_xml: str, committee: bool = False) -> Path:
     """Write ``input.xml``, ``init.xyz`` (i-PI's start structure, Bohr) and ``structure.extxyz``
     (the same structure for ASE and drivers, Angstrom) to ``directory``; return the XML path.
 
     ``atoms`` is first rotated into i-PI's cell orientation (see :func:`standardize`);
     ``forcefield_xml`` comes from :func:`socket_forcefield_xml` or
-    :func:`inprocess_forcefield_xml`.
+    :func:`inprocess_forcefield_xml`, or for a committee from :func:`committee_forcefield_xml`
+    (then pass ``committee=True``: i-PI also writes ``simulation.committee_K``, bead K's
+    committee uncertainty and members' energies in Hartree at every properties output).
     """
     settings.validate()
     if not isinstance(atoms, Atoms) or len(atoms) == 0:
@@ -279,7 +312,7 @@ def write_pimd_input(atoms: Atoms, directory: str | os.PathLike, settings: PIMDS
     std.write(directory / "structure.extxyz", format="extxyz")
     elements = sorted(set(std.get_chemical_symbols()), key=std.get_chemical_symbols().index)
     xml = simulation_xml(settings, structure_file="init.xyz", forcefield_xml=forcefield_xml,
-                         elements=elements)
+                         elements=elements, committee=committee)
     path = directory / "input.xml"
     path.write_text(xml)
     return path

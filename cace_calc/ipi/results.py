@@ -13,7 +13,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 
 from .bridge import BOHR, HARTREE
-from .inputs import OUTPUT_PREFIX
+from .inputs import COMMITTEE_OUTPUT, OUTPUT_PREFIX
 
 _COLUMN = re.compile(r"#\s*(?:column|cols\.)\s+(\d+)(?:\s*-\s*(\d+))?\s+-->\s+(\S+)")
 _PRESSURE_AU = HARTREE / BOHR**3  # eV/A^3 per atomic unit of pressure
@@ -56,6 +56,12 @@ class PIMDResults:
     virial_stress: (n, 3, 3) i-PI's ``virial_cv``, the virial part of the pressure tensor
         averaged over beads, eV/A^3; for one bead it equals ``-atoms.get_stress()`` (ASE sign).
     conserved: the conserved quantity of the integrator, eV.
+    committee_energies: for a committee run (``uncertainty=True``), (n, beads, K) every
+        member's potential energy on each bead as i-PI reports it (deviations from the mean
+        rescaled by its ``alpha``), eV; else ``None``.
+    committee_uncertainty: (n, beads) i-PI's committee uncertainty of each bead's potential
+        energy (the members' sample standard deviation, ddof=1, after rescaling), eV; or ``None``.
+    n_atoms: atoms in the system.
     """
 
     directory: Path
@@ -71,10 +77,19 @@ class PIMDResults:
     virial_stress: np.ndarray
     conserved: np.ndarray
     pbc: np.ndarray = field(default_factory=lambda: np.ones(3, bool))
+    committee_energies: np.ndarray | None = None
+    committee_uncertainty: np.ndarray | None = None
+    n_atoms: int = 0
 
     @property
     def n_beads(self) -> int:
         return self.bead_potential_energies.shape[1]
+
+    @property
+    def committee_potential_energy(self) -> np.ndarray | None:
+        """(n, K) each member's bead-averaged potential energy, eV (the potential energy of
+        the ring polymer as that member sees it; what committee reweighting needs)."""
+        return None if self.committee_energies is None else self.committee_energies.mean(axis=1)
 
     def bead_trajectory_files(self) -> list[Path]:
         """Per-bead position trajectories (extended XYZ, Angstrom), bead 0 first."""
@@ -103,7 +118,14 @@ class PIMDResults:
         return frames
 
     def averages(self, skip: int = 0) -> dict[str, float]:
-        """Means over output rows after the first ``skip`` (equilibration)."""
+        """Means over output rows after the first ``skip`` (equilibration).
+
+        A committee run adds ``committee_uncertainty_per_atom`` (mean over rows and beads of
+        i-PI's committee uncertainty divided by the atom count, eV/atom),
+        ``committee_uncertainty_per_atom_max`` (its largest value) and
+        ``potential_energy_uncertainty`` (eV: the sample standard deviation over members of
+        each member's average potential energy, without reweighting).
+        """
         sl = slice(skip, None)
         out = {"potential_energy": self.potential_energy[sl].mean(),
                "kinetic_energy_cv": self.kinetic_energy_cv[sl].mean(),
@@ -111,6 +133,11 @@ class PIMDResults:
                "volume": self.volume[sl].mean()}
         for sym, ke in self.kinetic_energy_per_atom.items():
             out[f"kinetic_energy_per_atom({sym})"] = ke[sl].mean()
+        if self.committee_uncertainty is not None and len(self.committee_uncertainty[sl]):
+            per_atom = self.committee_uncertainty[sl] / self.n_atoms
+            out["committee_uncertainty_per_atom"] = per_atom.mean()
+            out["committee_uncertainty_per_atom_max"] = per_atom.max()
+            out["potential_energy_uncertainty"] = self.committee_potential_energy[sl].mean(axis=0).std(ddof=1)
         return {k: float(v) for k, v in out.items()}
 
 
@@ -119,6 +146,24 @@ def _voigt_ipi_to_3x3(v: np.ndarray) -> np.ndarray:
     xx, yy, zz, xy, xz, yz = np.moveaxis(np.asarray(v).reshape(-1, 6), 1, 0)
     return np.stack([np.stack([xx, xy, xz], -1), np.stack([xy, yy, yz], -1),
                      np.stack([xz, yz, zz], -1)], -2)
+
+
+def read_committee(directory: str | os.PathLike, n_beads: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """i-PI's per-bead committee outputs (``simulation.committee_K``, written by an input with
+    ``committee=True``) as ``(uncertainty (n, beads), energies (n, beads, K))`` in eV, or
+    ``None`` when the run has none. A partly written last row is dropped."""
+    directory = Path(directory)
+    files = [directory / f"{OUTPUT_PREFIX}.{COMMITTEE_OUTPUT}_{b}" for b in range(n_beads)]
+    if not files[0].exists():
+        return None
+    beads = []
+    for path in files:
+        rows = [line.split() for line in path.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+        beads.append(np.array([r for r in rows if len(r) == len(rows[0])], dtype=float))
+    n = min(len(b) for b in beads)
+    data = np.stack([b[:n] for b in beads], axis=1) * HARTREE  # (n, beads, 1 + K)
+    return data[..., 0], data[..., 1:]
 
 
 def read_pimd_results(directory: str | os.PathLike) -> PIMDResults:
@@ -136,10 +181,17 @@ def read_pimd_results(directory: str | os.PathLike) -> PIMDResults:
     beads = props["bead_potentials"]
     if beads.ndim == 1:
         beads = beads[:, None]
+    committee = read_committee(directory, beads.shape[1])
+    if committee is not None:  # the same rows as the properties (same stride, from step 0)
+        n = min(len(committee[0]), len(beads))
+        props = {k: v[:n] for k, v in props.items()}
+        beads, committee = beads[:n], (committee[0][:n], committee[1][:n])
     return PIMDResults(
         directory=directory, step=props["step"].astype(int), time_ps=props["time{picosecond}"],
         potential_energy=props["potential"] * HARTREE, bead_potential_energies=beads * HARTREE,
         kinetic_energy_cv=props["kinetic_cv"] * HARTREE, kinetic_energy_per_atom=per_atom,
         temperature=props["temperature{kelvin}"], pressure=props["pressure_cv"] * _PRESSURE_AU / units.GPa,
         volume=props["volume"] * BOHR**3, virial_stress=_voigt_ipi_to_3x3(props["virial_cv"]) * _PRESSURE_AU,
-        conserved=props["conserved"] * HARTREE, pbc=structure.pbc.copy())
+        conserved=props["conserved"] * HARTREE, pbc=structure.pbc.copy(),
+        committee_uncertainty=None if committee is None else committee[0],
+        committee_energies=None if committee is None else committee[1], n_atoms=len(structure))

@@ -263,6 +263,13 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     if model_dict.get("zbl_radii", "auto") == "auto":
         model_dict["zbl_radii"] = zbl_radii_from(train_frames, len(elements))
     model = CACE(CACEConfig(elements=elements, **model_dict))
+    if model.zbl is not None:
+        from ase.data import chemical_symbols
+
+        radii = model.config.zbl_radii
+        log("ZBL core off from (A): " + ", ".join(
+            f"{chemical_symbols[elements[i]]}-{chemical_symbols[elements[j]]} {radii[i][j]:.2f}"
+            for i in range(len(elements)) for j in range(i, len(elements))))
     if parent is not None:
         _start_from_parent(model, parent)
     if cfg.e0 != "parent":
@@ -391,6 +398,9 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
                                   for name, frames in (("valid", valid_frames), ("test", test_frames)) if frames}
         log(f"uncertainty calibrated on the validation set: factors {metrics['uncertainty_scale']}")
     meta = _metadata(cfg, recipe, history_best_epoch, metrics, split, n_params)
+    if "uncertainty_scale" in metrics:
+        meta["uncertainty"] = {"forces_threshold_ev_per_a": metrics["uncertainty_scale"]["forces_threshold_ev_per_a"],
+                               "calibrated_on": f"validation split ({len(valid_frames)} structures)"}
     save_model(best_model, out_dir / "model.pt", metadata=meta)
     best_model.metadata = meta
     with open(out_dir / "metrics.json", "w") as fh:

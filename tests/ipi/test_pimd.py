@@ -154,8 +154,8 @@ def test_run_pimd_reports_a_failing_driver(tmp_path, monkeypatch):
 
     real = pimd.write_pimd_input
 
-    def broken(std, directory, cfg, *, forcefield_xml):
-        path = real(std, directory, cfg, forcefield_xml=forcefield_xml)
+    def broken(std, directory, cfg, **kwargs):
+        path = real(std, directory, cfg, **kwargs)
         water_box()[:3].write(directory / "structure.extxyz")  # 3 atoms instead of 9
         return path
 
