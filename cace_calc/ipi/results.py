@@ -160,7 +160,8 @@ def read_committee(directory: str | os.PathLike, n_beads: int) -> tuple[np.ndarr
     for path in files:
         rows = [line.split() for line in path.read_text().splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
-        beads.append(np.array([r for r in rows if len(r) == len(rows[0])], dtype=float))
+        width = len(rows[0]) if rows else 1
+        beads.append(np.array([r for r in rows if len(r) == width], dtype=float).reshape(-1, width))
     n = min(len(b) for b in beads)
     data = np.stack([b[:n] for b in beads], axis=1) * HARTREE  # (n, beads, 1 + K)
     return data[..., 0], data[..., 1:]

@@ -428,8 +428,8 @@ def _parent_and_config(init: str, model_dict: dict, elements: list[int] | None) 
         raise ValueError(f"model.elements {elements} differ from the parent model's {parent.config.elements}")
     child = {k: v for k, v in mine.items() if k != "elements"}
     child.update({k: model_dict[k] for k in PARENT_MAY_CHANGE if k in model_dict})
-    if "zbl_radii" not in model_dict and mine.get("zbl_radii") is not None:
-        child["zbl_radii"] = mine["zbl_radii"]
+    if "zbl_radii" not in model_dict:  # the parent's core, or one placed from the data (the default)
+        child["zbl_radii"] = mine.get("zbl_radii") or "auto"
     return parent, child
 
 

@@ -176,3 +176,23 @@ def test_committee_needs_a_model_with_heads(tmp_path, capsys):
         with IPIConnection(ours, "test server", timeout=10) as conn:
             with pytest.raises(ValueError, match="^model 'given' has a single readout head"):
                 driver._serve(conn)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_committee_json_means_are_the_reply(periodic):
+    """The members in the JSON average to the energy, forces and virial of the binary reply,
+    for a periodic box (virial from the stress) and a cluster (virial from r x F)."""
+    import json
+
+    from cace_calc.ipi.bridge import IPIEvaluator, committee_calculator
+
+    atoms = water_box()
+    atoms.pbc = periodic
+    ev = IPIEvaluator.from_atoms(committee_calculator(heads_model()), atoms)
+    (energy, forces, virial, extra), = ev.compute_committee([atoms.cell.array.T / units.Bohr],
+                                                             [atoms.positions / units.Bohr])
+    members = json.loads(extra)
+    assert np.mean(members["committee_pot"]) == pytest.approx(energy, abs=1e-12)
+    np.testing.assert_allclose(np.mean(members["committee_force"], axis=0), forces.reshape(-1), atol=1e-12)
+    np.testing.assert_allclose(np.mean(members["committee_virial"], axis=0), virial.T.reshape(-1), atol=1e-12)
+    assert np.ptp(np.array(members["committee_virial"]), axis=0).max() > 1e-6  # the members differ

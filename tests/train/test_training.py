@@ -209,6 +209,7 @@ def test_heads_from_a_parent_keep_its_weights_and_get_calibrated(data_file, tmp_
     result = train(child_recipe, log=lambda *a: None)
     child = result.model
     assert child.n_heads == 3 and child.config.cutoff == parent.config.cutoff
+    assert child.config.zbl_radii == parent.config.zbl_radii  # the parent's core is kept
     sd_p, sd_c = parent.state_dict(), child.state_dict()
     assert torch.equal(sd_p["e0"], sd_c["e0"])
     for key in ("embed_sender", "radial_transform.weights"):
