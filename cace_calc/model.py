@@ -164,8 +164,17 @@ class CACE(torch.nn.Module):
         self.zbl = ZBLCore(cfg.elements, cfg.zbl_radii) if cfg.zbl_radii is not None else None
         if cfg.n_heads > 1:
             # calibration factors of the heads' spread, set on a validation set: energies,
-            # forces (neighbourhood estimate), forces of the members
+            # forces (neighbourhood estimate), forces of the members; and the estimate's factor
+            # per element (errors differ by element; the estimate alone does not see it)
             self.register_buffer("uncertainty_scale", torch.ones(3, dtype=torch.float64))
+            self.register_buffer("estimate_element_scale", torch.ones(nz, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files calibrated before the estimate had per-element factors: ones
+        key = prefix + "estimate_element_scale"
+        if self.config.n_heads > 1 and key not in state_dict and prefix + "uncertainty_scale" in state_dict:
+            state_dict[key] = torch.ones(len(self.config.elements), dtype=torch.float64)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, recurse=True):
         # keep E0 in float64 when the model is cast (float32 would cost ~1e-5 eV per atom)
@@ -417,7 +426,7 @@ class CACE(torch.nn.Module):
         return {"energy_members": energy_members,
                 "energy_uncertainty": scale[0] * energy_members.std(dim=-1, correction=0),
                 "energies_uncertainty": scale[0] * var_atoms.sqrt(),
-                "forces_uncertainty": scale[1] * neighbourhood.sqrt()}
+                "forces_uncertainty": scale[1] * self.estimate_element_scale[graph.species] * neighbourhood.sqrt()}
 
     @staticmethod
     def _derivatives(graph: Graph, vectors: torch.Tensor, grad: torch.Tensor | None, forces: bool,

@@ -1,8 +1,8 @@
 """Calibration of a model's uncertainty on labelled structures, and how well it is calibrated.
 
 A model with several readout heads predicts a spread; :func:`calibrate` scales it so that on
-a validation set 95 % of the errors lie within two sigma (one factor each for energies, the
-neighbourhood force estimate and the members' forces). :func:`calibration_report` measures,
+a validation set 95 % of the errors lie within two sigma (one factor each for energies and the
+members' forces, and one per element for the neighbourhood force estimate). :func:`calibration_report` measures,
 on data never used for that, the coverage of one and two sigma and the Spearman rank
 correlation of sigma with |error|. Energies per atom in eV/atom, forces in eV/A.
 """
@@ -31,13 +31,15 @@ class Residuals:
     forces_sigma: np.ndarray          # neighbourhood estimate (uncertainty=True)
     forces_sigma_members: np.ndarray  # spread of the members' forces (members=True)
     groups: np.ndarray                # the structure each force component belongs to [3N]
+    species: np.ndarray               # the element index of the atom of each force component [3N]
 
 
 def residuals(model: CACE, frames: list[Frame], device: torch.device | str = "cpu", batch_size: int = 8) -> Residuals:
     """Errors and sigmas of ``model`` on labelled ``frames``, with the calibration factors the
     model holds set to one (raw spreads)."""
-    scale = model.uncertainty_scale.clone()
+    scale, element_scale = model.uncertainty_scale.clone(), model.estimate_element_scale.clone()
     model.uncertainty_scale.fill_(1.0)
+    model.estimate_element_scale.fill_(1.0)
     try:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in Residuals.__dataclass_fields__}
         offset = 0
@@ -51,10 +53,12 @@ def residuals(model: CACE, frames: list[Frame], device: torch.device | str = "cp
             parts["forces_sigma_members"].append(np.repeat(out["forces_uncertainty"].cpu().numpy(), 3))
             parts["forces_sigma"].append(np.repeat(out["forces_uncertainty_estimate"].cpu().numpy(), 3))
             parts["groups"].append(np.repeat(batch.graph.batch.cpu().numpy() + offset, 3))
+            parts["species"].append(np.repeat(batch.graph.species.cpu().numpy(), 3))
             offset += int(batch.graph.n_graphs)
         return Residuals(**{k: np.concatenate(v) for k, v in parts.items()})
     finally:
         model.uncertainty_scale.copy_(scale)
+        model.estimate_element_scale.copy_(element_scale)
 
 
 def two_sigma_scale(error: np.ndarray, sigma: np.ndarray) -> float:
@@ -70,13 +74,24 @@ def calibrate(model: CACE, frames: list[Frame], device: torch.device | str = "cp
     """Set the model's calibration factors from labelled (validation) ``frames``; returns them
     and ``forces_threshold_ev_per_a``: THRESHOLD_FACTOR times the largest calibrated per-atom
     force sigma (the cheap estimate, the one MD watches) on those frames."""
+    from ase.data import chemical_symbols
+
     r = residuals(model, frames, device)
     scales = {"energy": two_sigma_scale(r.energy_error, r.energy_sigma),
               "forces": two_sigma_scale(r.forces_error, r.forces_sigma),
               "forces_members": two_sigma_scale(r.forces_error, r.forces_sigma_members)}
+    per_element = np.full(len(model.config.elements), scales["forces"])
+    for z in np.unique(r.species):  # the estimate's factor per element (elements absent: the overall one)
+        k = r.species == z
+        per_element[z] = two_sigma_scale(r.forces_error[k], r.forces_sigma[k])
     with torch.no_grad():
-        model.uncertainty_scale.copy_(torch.tensor(list(scales.values()), dtype=torch.float64))
-    return {**scales, "forces_threshold_ev_per_a": THRESHOLD_FACTOR * scales["forces"] * float(r.forces_sigma.max())}
+        model.uncertainty_scale.copy_(torch.tensor([scales["energy"], 1.0, scales["forces_members"]],
+                                                   dtype=torch.float64))
+        model.estimate_element_scale.copy_(torch.from_numpy(per_element))
+    calibrated = per_element[r.species] * r.forces_sigma
+    return {**scales, "forces_per_element": {chemical_symbols[model.config.elements[z]]: float(f)
+                                             for z, f in enumerate(per_element)},
+            "forces_threshold_ev_per_a": THRESHOLD_FACTOR * float(calibrated.max())}
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,9 +112,10 @@ def calibration_report(model: CACE, frames: list[Frame], device: torch.device | 
     for the neighbourhood force estimate and the members' forces."""
     r = residuals(model, frames, device)
     s_e, s_f, s_m = (float(x) for x in model.uncertainty_scale)
+    s_z = model.estimate_element_scale.cpu().numpy()[r.species]
     report = {"n_structures": len(frames)}
     for name, err, sig in (("energy", r.energy_error, s_e * r.energy_sigma),
-                           ("forces", r.forces_error, s_f * r.forces_sigma),
+                           ("forces", r.forces_error, s_f * s_z * r.forces_sigma),
                            ("forces_members", r.forces_error, s_m * r.forces_sigma_members)):
         # per atom: one sigma for the three components, compared with their RMS error
         if name != "energy":

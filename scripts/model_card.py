@@ -309,6 +309,141 @@ def speed_section(name: str, bench: dict | None) -> str:
             "--compiled`:\n\n" + table(rows))
 
 
+def calibration_section(name: str, cal: dict, threshold: float | None) -> str:
+    """The card's uncertainty section from scripts/uncertainty_report.py's calibration.json."""
+    def rows_of(rep: dict, label: str) -> list[list[str]]:
+        out = []
+        for key, what in (("energy", "energy per structure"), ("forces", "forces, cheap estimate (default)"),
+                          ("forces_members", "forces, members (uncertainty='members')")):
+            r = rep[key]
+            out.append([label, what, f"{r['coverage_1sigma']:.3f}", f"{r['coverage_2sigma']:.3f}",
+                        f"{r['spearman']:.2f}"])
+        return out
+
+    head = [["data", "quantity", "within 1 sigma", "within 2 sigma", "Spearman(sigma, abs error)"]]
+    rows = rows_of(cal["test"], f"test split ({cal['test']['n_structures']})")
+    if "snap_multinary_test" in cal:
+        rows += rows_of(cal["snap_multinary_test"],
+                        f"SNAP-labelled ternary/quaternary test set ({cal['snap_multinary_test']['n_structures']})")
+    text = [
+        "Four readout heads share the representation (a shallow ensemble): the prediction is their mean, "
+        "the uncertainty their spread, trained with a Gaussian likelihood of the energy per atom beside the "
+        "usual squared errors (`energy_nll` in `train-heads.yaml`), then scaled so that 95 % of the "
+        "validation split's errors lie within two sigma (one factor each for energies, the cheap force "
+        "estimate and the members' forces; the validation split only, never the test split). The cheap "
+        "force estimate (`CACECalculator(..., uncertainty=True)`, MD, LAMMPS) sums the heads' energy "
+        "variance over each atom and the atoms around it; `uncertainty=\"members\"` and i-PI's "
+        "`<ffcommittee>` use each head's own forces (one backward pass per head). Measured by "
+        f"`python scripts/uncertainty_report.py {name} --out ...` on data never trained on nor used for "
+        "calibration (Gaussian errors would give 0.683 and 0.954):", "", table(head + rows), ""]
+    if "test_groups" in cal:
+        g_rows = [["group", "structures", "energy 2-sigma", "forces 2-sigma (estimate / members)",
+                   "Spearman forces (estimate / members)"]]
+        for g, r in cal["test_groups"].items():
+            g_rows.append([g, str(r["n_structures"]), f"{r['energy']['coverage_2sigma']:.2f}",
+                           f"{r['forces']['coverage_2sigma']:.2f} / {r['forces_members']['coverage_2sigma']:.2f}",
+                           f"{r['forces']['spearman']:.2f} / {r['forces_members']['spearman']:.2f}"])
+        text += ["Per group of the test split:", "", table(g_rows), ""]
+    far = cal["far_from_data"]
+    base = far["test split (reference)"]
+    f_rows = [["structures", "force sigma, estimate (eV/A)", "force sigma, members (eV/A)",
+               "energy sigma (meV/atom)", "x test split (energy / forces members)"]]
+    for k, v in far.items():
+        if isinstance(v, dict):
+            f_rows.append([k, f"{v['forces_estimate_ev_per_a']:.3f}", f"{v['forces_members_ev_per_a']:.3f}",
+                           f"{v['energy_mev_per_atom']:.2f}",
+                           f"{v['energy_mev_per_atom'] / base['energy_mev_per_atom']:.1f} / "
+                           f"{v['forces_members_ev_per_a'] / base['forces_members_ev_per_a']:.1f}"])
+    text += ["Far from the data (no labels there: what sigma does, mean over atoms and structures):", "",
+             table(f_rows), ""]
+    if threshold:
+        text.append(f"MD threshold: `cace-calc md` and `pair_style cace ... uncertainty yes` say once when an atom's "
+                    f"force sigma passes {threshold:.3f} eV/A (twice the largest on the validation split); "
+                    "`--max-uncertainty X` stops there.")
+    text.append("\n![calibration](calibration.png)")
+    return "\n".join(text)
+
+
+def short_range_section(dimers: dict, radii: list, symbols: list[str]) -> str:
+    """The card's short-range section from scripts/dimer_curves.py's dimers.json."""
+    rows = [["pair", "core fully on below (A)", "off from (A)", "E at 1.0 A (eV)", "E/ZBL at 0.3 A", "E/ZBL at 0.5 A",
+             "monotonic from"]]
+    r = dimers["radii_a"]
+    import numpy as np
+
+    for i, a in enumerate(symbols):
+        for j in range(i, len(symbols)):
+            b = symbols[j]
+            e = dimers["pairs"].get(f"{a}-{b}") or dimers["pairs"].get(f"{b}-{a}")
+            snap = f" (SNAP {np.interp(1.0, r, e['snap_ev']):.1f})" if "snap_ev" in e else ""
+            rows.append([f"{a}-{b}", f"{radii[i][j] / 2:.2f}", f"{radii[i][j]:.2f}",
+                         f"{np.interp(1.0, r, e['model_ev']):.1f}{snap}", f"{e['ratio_to_zbl']['0.3']:.2f}",
+                         f"{e['ratio_to_zbl']['0.5']:.2f}",
+                         f"{e['monotonic_from_a']} A: {'yes' if e['monotonic'] else 'NO'}"])
+    return ("A ZBL core (the universal screened nuclear repulsion) is part of the model: each pair's term is "
+            "switched off smoothly (C2) at 95 % of the shortest distance of that pair in the training split "
+            "and is fully on below half of that, so it changes nothing the model was trained on and makes "
+            "atoms driven together repel as nuclei do. Isolated dimers, energy relative to the two free "
+            "atoms (`python scripts/dimer_curves.py NAME --out ...`):\n\n" + table(rows)
+            + "\n\n![dimers](dimers.png)")
+
+
+def replace_section(card: str, title: str, body: str, before: str) -> str:
+    """``card`` with the section ``## title`` set to ``body``; a new one goes before ``## before``."""
+    import re
+
+    section = f"## {title}\n{body}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## )", re.S | re.M)
+    if pattern.search(card):
+        return pattern.sub(lambda _: section, card, count=1)
+    return card.replace(f"## {before}\n", section + f"## {before}\n", 1)
+
+
+def update_card(args) -> int:
+    """Ship a stage-2 model (heads, core) and rewrite only the sections that change with it."""
+    from ase.data import chemical_symbols
+
+    from cace_calc import load_model
+
+    dest = ROOT / "pretrained" / args.name
+    shutil.copyfile(Path(args.run) / "model.pt", dest / "model.pt")
+    shutil.copyfile(Path(args.run) / "log.jsonl", dest / "training_log_heads.jsonl")
+    model = load_model(dest / "model.pt")
+    meta = model.metadata
+    card = (dest / "README.md").read_text()
+    errors = ("Measured on the test split by the stage-2 training run (`train-heads.yaml`: the stage-1 model of "
+              "`train.yaml` with four readout heads and the ZBL core; EMA weights of the best epoch, float64; the "
+              "prediction is the heads' mean):\n\n" + errors_table(meta["metrics"]) + "\n\nRe-measure: "
+              f"`cace-calc eval ../shared/data/... --model {args.name}` on any labelled set; "
+              "`tests/test_pretrained.py` re-evaluates a fixed subset of the test split.")
+    card = replace_section(card, "Errors", errors, "Hyperparameters and training")
+    if args.calibration:
+        cal = json.loads(Path(args.calibration).read_text())
+        threshold = (meta.get("uncertainty") or {}).get("forces_threshold_ev_per_a")
+        card = replace_section(card, "Uncertainty and its calibration", calibration_section(args.name, cal, threshold),
+                               "Hyperparameters and training")
+        shutil.copyfile(Path(args.calibration).parent / "calibration.png", dest / "calibration.png")
+    if args.dimers:
+        dimers = json.loads(Path(args.dimers).read_text())
+        symbols = [chemical_symbols[z] for z in model.config.elements]
+        card = replace_section(card, "Short range: the ZBL core",
+                               short_range_section(dimers, model.config.zbl_radii, symbols),
+                               "Hyperparameters and training")
+        shutil.copyfile(Path(args.dimers).parent / "dimers.png", dest / "dimers.png")
+    (dest / "README.md").write_text(card)
+    import ase.io
+
+    from cace_calc.evaluate import evaluate_structures
+
+    indices = sorted(meta["split"]["test"])[:N_CHECK]
+    images = [ase.io.read(DATA[args.name], index=i) for i in indices]
+    check = {"data": DATA[args.name].name, "indices": indices,
+             "metrics": evaluate_structures(images, model).metrics}
+    (dest / "check.json").write_text(json.dumps(check, indent=1))
+    print(f"wrote {dest / 'model.pt'}, {dest / 'README.md'}")
+    return 0
+
+
 def scalars(d):
     """The summary without its time series (lists), for the copy kept next to the model."""
     if isinstance(d, dict):
@@ -325,7 +460,14 @@ def main(argv=None) -> int:
     p.add_argument("--elastic", help="summary.json of examples/elastic_phonons_bcc.py (nbmotaw)")
     p.add_argument("--snap", help="results JSON of benchmarks/snap_comparison.py (nbmotaw)")
     p.add_argument("--transfer", help="transfer.json of scripts/transfer_validation.py (nbmotaw)")
+    p.add_argument("--calibration", help="calibration.json of scripts/uncertainty_report.py")
+    p.add_argument("--dimers", help="dimers.json of scripts/dimer_curves.py")
+    p.add_argument("--update", action="store_true",
+                   help="ship a stage-2 run (train-heads.yaml) and rewrite only the errors, uncertainty and "
+                        "short-range sections of the existing card")
     args = p.parse_args(argv)
+    if args.update:
+        return update_card(args)
 
     from ase.data import chemical_symbols
 

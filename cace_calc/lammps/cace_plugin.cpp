@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-only
-   Registration of pair_style cace with the LAMMPS PLUGIN package.
+   Registration of pair_style cace and compute cace/atom with the LAMMPS PLUGIN package.
    Copyright (C) the cace_calc developers.
 
    Compiled against the LAMMPS headers, hence GPL-2.0 like LAMMPS (see pair_cace.cpp). LAMMPS
    loads the shared library (plugin load FILE, or every *plugin.so in LAMMPS_PLUGIN_PATH) and
    calls lammpsplugin_init with itself, the library handle and its registration callback. */
 
+#include "compute_cace_atom.h"
 #include "pair_cace.h"
 
 #ifndef CACE_LAMMPS_VERSION_STRING
@@ -42,6 +43,11 @@ static void *create_pair_cace(void *lmp)
   return static_cast<Pair *>(new PairCACE(static_cast<LAMMPS *>(lmp)));
 }
 
+static void *create_compute_cace_atom(void *lmp, int narg, char **arg)
+{
+  return static_cast<Compute *>(new ComputeCACEAtom(static_cast<LAMMPS *>(lmp), narg, arg));
+}
+
 void lammpsplugin_init(void *lmp, void *handle, void *register_function)
 {
   // checked when the pair style is created, so that a mismatch ends with a LAMMPS error
@@ -54,5 +60,12 @@ void lammpsplugin_init(void *lmp, void *handle, void *register_function)
   plugin.author = "the cace_calc developers";
   plugin.creator.v1 = &create_pair_cace;
   plugin.handle = handle;
-  (*reinterpret_cast<cace_register_function>(register_function))(&plugin, lmp);
+  auto register_style = reinterpret_cast<cace_register_function>(register_function);
+  (*register_style)(&plugin, lmp);
+
+  plugin.style = "compute";
+  plugin.name = "cace/atom";
+  plugin.info = "compute cace/atom: per-atom uncertainties of pair_style cace (GPL-2.0 plugin)";
+  plugin.creator.v2 = &create_compute_cace_atom;
+  (*register_style)(&plugin, lmp);
 }

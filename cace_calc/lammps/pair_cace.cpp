@@ -16,7 +16,12 @@
    Between message-passing layers the bridge calls back into this pair style (communicate) to
    copy per-atom quantities of the local atoms to their ghosts (forward communication) and, in
    the backward pass, to sum the ghosts' gradients onto the atoms they copy (reverse
-   communication). The virial comes from sum_i x_i f_i over local and ghost atoms. */
+   communication). The virial comes from sum_i x_i f_i over local and ghost atoms.
+   With 'uncertainty yes' the bridge also fills, every step, each local atom's energy and force
+   sigma (sigma_atom, read by compute cace/atom) and the global values (the same on every rank:
+   energy sigma, largest force sigma, its atom ID, largest so far), which rank 0 puts in
+   pvector for 'compute ID all pair cace' (which sums pvector over the ranks); it warns once when
+   the largest force sigma passes the model's threshold and logs the largest of each run. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,6 +36,7 @@
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
+#include "utils.h"
 
 #include <cstring>
 #include <dlfcn.h>
@@ -149,12 +155,44 @@ PyObject *communicate_rows(PyObject *capsule, PyObject *args)
 PyMethodDef communicate_def = {"communicate", communicate_rows, METH_VARARGS,
                                "communicate(rows, reverse): LAMMPS forward or reverse communication"};
 
+// allreduce(values, op): MPI_Allreduce in place of a float64 array [n] over the ranks, op "sum"
+// or "max"; its self is a capsule holding the PairCACE
+PyObject *allreduce_values(PyObject *capsule, PyObject *args)
+{
+  PyObject *values = nullptr;
+  const char *op = nullptr;
+  if (!PyArg_ParseTuple(args, "Os", &values, &op)) return nullptr;
+  auto *pair = static_cast<PairCACE *>(PyCapsule_GetPointer(capsule, CAPSULE_NAME));
+  if (!pair) return nullptr;
+  const int max = strcmp(op, "max") == 0;
+  if (!max && strcmp(op, "sum") != 0) {
+    PyErr_Format(PyExc_ValueError, "allreduce: op must be 'sum' or 'max', got '%s'", op);
+    return nullptr;
+  }
+  Py_buffer view;
+  if (PyObject_GetBuffer(values, &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) != 0)
+    return nullptr;
+  int ok = view.ndim == 1 && view.itemsize == sizeof(double) && view.format && strcmp(view.format, "d") == 0;
+  if (ok) pair->allreduce(static_cast<double *>(view.buf), view.shape[0], max);
+  PyBuffer_Release(&view);
+  if (!ok) {
+    PyErr_SetString(PyExc_ValueError, "allreduce: values must be a C-contiguous float64 array [n]");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef allreduce_def = {"allreduce", allreduce_values, METH_VARARGS,
+                             "allreduce(values, op): MPI_Allreduce of float64 values over the ranks"};
+
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
 
 PairCACE::PairCACE(LAMMPS *lmp) :
-    Pair(lmp), evaluator(nullptr), ghost_cutoff(0.0), comm_rows(nullptr), comm_width(0), elements_set(0)
+    Pair(lmp), evaluator(nullptr), ghost_cutoff(0.0), comm_rows(nullptr), comm_width(0), elements_set(0),
+    uncertainty(0), force_threshold(0.0), warned(0), sigma_atom(nullptr), sigma_nmax(0), sigma_step(-1),
+    stats{0.0, 0.0, 0.0, 0.0}, run_largest{-1.0, 0.0, 0.0}
 {
   if (cace_host_lammps_version != CACE_LAMMPS_VERSION)
     error->all(FLERR,
@@ -166,6 +204,9 @@ PairCACE::PairCACE(LAMMPS *lmp) :
   one_coeff = 1;
   manybody_flag = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
+  // 'compute ID all pair cace' gives nextra values: 4 with uncertainty yes (settings), else none
+  memory->create(pvector, 4, "pair:pvector");
+  for (int i = 0; i < 4; i++) pvector[i] = 0.0;
 }
 
 PairCACE::~PairCACE()
@@ -178,21 +219,25 @@ PairCACE::~PairCACE()
     memory->destroy(setflag);
     memory->destroy(cutsq);
   }
+  memory->destroy(sigma_atom);
+  memory->destroy(pvector);
 }
 
 /* ----------------------------------------------------------------------
    pair_style cace MODEL [dtype float32|float64] [device cpu|cuda|cuda:N] [compile no|yes]
+                         [uncertainty no|yes]
 ------------------------------------------------------------------------- */
 
 void PairCACE::settings(int narg, char **arg)
 {
   if (narg < 1 || narg % 2 == 0)
     error->all(FLERR,
-               "pair_style cace: expected MODEL [dtype float32|float64] [device cpu|cuda] [compile no|yes]");
+               "pair_style cace: expected MODEL [dtype float32|float64] [device cpu|cuda] [compile no|yes] "
+               "[uncertainty no|yes]");
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style cace needs 'units metal' (eV, Angstrom), not 'units {}'",
                update->unit_style);
-  std::string dtype = "float64", device = "cpu", compile = "no";
+  std::string dtype = "float64", device = "cpu", compile = "no", with_uncertainty = "no";
   for (int i = 1; i < narg; i += 2) {
     if (strcmp(arg[i], "dtype") == 0)
       dtype = arg[i + 1];
@@ -200,8 +245,11 @@ void PairCACE::settings(int narg, char **arg)
       device = arg[i + 1];
     else if (strcmp(arg[i], "compile") == 0)
       compile = arg[i + 1];
+    else if (strcmp(arg[i], "uncertainty") == 0)
+      with_uncertainty = arg[i + 1];
     else
-      error->all(FLERR, "pair_style cace: unknown keyword '{}'; use dtype, device or compile", arg[i]);
+      error->all(FLERR, "pair_style cace: unknown keyword '{}'; use dtype, device, compile or uncertainty",
+                 arg[i]);
   }
 
   std::string failure = start_python();
@@ -212,10 +260,13 @@ void PairCACE::settings(int narg, char **arg)
     GIL gil;
     Py_CLEAR(evaluator);
     elements_set = 0;
+    uncertainty = warned = 0;
+    nextra = 0;
+    sigma_step = -1;
     PyObject *module = PyImport_ImportModule("cace_calc.lammps.bridge");
     if (module) {
-      evaluator = PyObject_CallMethod(module, "PairCACE", "ssss", arg[0], dtype.c_str(), device.c_str(),
-                                      compile.c_str());
+      evaluator = PyObject_CallMethod(module, "PairCACE", "sssss", arg[0], dtype.c_str(), device.c_str(),
+                                      compile.c_str(), with_uncertainty.c_str());
       Py_DECREF(module);
     }
     PyObject *cut = evaluator ? PyObject_GetAttrString(evaluator, "ghost_cutoff") : nullptr;
@@ -229,11 +280,20 @@ void PairCACE::settings(int narg, char **arg)
       comm_forward = comm_reverse = static_cast<int>(PyLong_AsLong(width));
       Py_DECREF(width);
     }
-    PyObject *capsule = width ? PyCapsule_New(this, CAPSULE_NAME, nullptr) : nullptr;
+    // the model's force sigma threshold (eV/A; 0: none), for the warning
+    PyObject *threshold = width ? PyObject_GetAttrString(evaluator, "force_threshold") : nullptr;
+    if (threshold) {
+      force_threshold = PyFloat_AsDouble(threshold);
+      Py_DECREF(threshold);
+    }
+    PyObject *capsule = threshold ? PyCapsule_New(this, CAPSULE_NAME, nullptr) : nullptr;
     PyObject *function = capsule ? PyCFunction_New(&communicate_def, capsule) : nullptr;
+    PyObject *reduce = function ? PyCFunction_New(&allreduce_def, capsule) : nullptr;
     Py_XDECREF(capsule);
-    PyObject *result = function ? PyObject_CallMethod(evaluator, "set_communicator", "O", function) : nullptr;
+    PyObject *result =
+        reduce ? PyObject_CallMethod(evaluator, "set_communicator", "OO", function, reduce) : nullptr;
     Py_XDECREF(function);
+    Py_XDECREF(reduce);
     Py_XDECREF(result);
     if (PyErr_Occurred()) {
       message = python_error();
@@ -241,6 +301,8 @@ void PairCACE::settings(int narg, char **arg)
     }
   }
   if (!message.empty()) error->all(FLERR, "pair_style cace: " + message);
+  uncertainty = with_uncertainty == "yes";
+  nextra = uncertainty ? 4 : 0;
 }
 
 /* ----------------------------------------------------------------------
@@ -312,6 +374,11 @@ void PairCACE::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   int nlocal = atom->nlocal;
   int nall = nlocal + atom->nghost;    // a rank without local atoms still joins the exchanges
+  if (uncertainty && atom->nmax > sigma_nmax) {
+    sigma_nmax = atom->nmax;
+    memory->destroy(sigma_atom);
+    memory->create(sigma_atom, sigma_nmax, 2, "pair:sigma_atom");
+  }
 
   // the neighbour list as (i, j) pairs, i local
   size_t npairs = 0;
@@ -348,8 +415,21 @@ void PairCACE::compute(int eflag, int vflag)
       Py_DECREF(va);
       va = memory_view(&vatom[0][0], 6 * n * sizeof(double), PyBUF_WRITE);
     }
-    PyObject *result =
-        PyObject_CallMethod(evaluator, "compute", "iiOOOOOOO", nlocal, nall, x, type, pi, pj, f, ea, va);
+    // uncertainty yes: the atom IDs, the per-atom sigmas and the global values
+    PyObject *tags = Py_None, *sig = Py_None, *st = Py_None;
+    if (uncertainty) {
+      static_assert(sizeof(tagint) == sizeof(int), "the bridge reads atom IDs as int32");
+      tags = memory_view(atom->tag, n * sizeof(tagint), PyBUF_READ);
+      size_t rows = static_cast<size_t>(nlocal) * 2 * sizeof(double);
+      sig = memory_view(rows ? &sigma_atom[0][0] : nullptr, rows, PyBUF_WRITE);
+      st = memory_view(stats, sizeof(stats), PyBUF_WRITE);
+    } else {
+      Py_INCREF(Py_None);
+      Py_INCREF(Py_None);
+      Py_INCREF(Py_None);
+    }
+    PyObject *result = PyObject_CallMethod(evaluator, "compute", "iiOOOOOOOOOO", nlocal, nall, x, type, pi,
+                                           pj, f, ea, va, tags, sig, st);
     double energy = result ? PyFloat_AsDouble(result) : 0.0;
     if (PyErr_Occurred()) message = python_error();
     Py_XDECREF(result);
@@ -360,11 +440,59 @@ void PairCACE::compute(int eflag, int vflag)
     Py_DECREF(f);
     Py_DECREF(ea);
     Py_DECREF(va);
+    Py_DECREF(tags);
+    Py_DECREF(sig);
+    Py_DECREF(st);
     if (eflag_global) eng_vdwl += energy;
   }
   if (!message.empty()) error->one(FLERR, "pair cace: " + message);
+  if (uncertainty) record_uncertainty();
 
   if (vflag_fdotr) virial_fdotr_compute();
+}
+
+/* ----------------------------------------------------------------------
+   uncertainty yes: the step's values for compute pair (pvector, summed over the ranks: rank 0
+   holds them) and compute cace/atom; the warning, once, when the largest force sigma passes
+   the model's threshold
+------------------------------------------------------------------------- */
+
+void PairCACE::record_uncertainty()
+{
+  sigma_step = update->ntimestep;
+  if (stats[1] > run_largest[0]) {
+    run_largest[0] = stats[1];
+    run_largest[1] = stats[2];
+    run_largest[2] = static_cast<double>(update->ntimestep);
+  }
+  for (int i = 0; i < 4; i++) pvector[i] = comm->me == 0 ? stats[i] : 0.0;
+  if (force_threshold > 0.0 && stats[1] > force_threshold && !warned) {
+    warned = 1;
+    if (comm->me == 0)
+      error->warning(FLERR,
+                     "pair cace: step {}: force uncertainty {:.3f} eV/A on atom ID {} passed the model's "
+                     "threshold {:.3f} eV/A; the model is outside its training data here",
+                     update->ntimestep, stats[1], static_cast<bigint>(stats[2]), force_threshold);
+  }
+}
+
+// a run starts: its largest force sigma starts again
+void PairCACE::setup()
+{
+  run_largest[0] = -1.0;
+}
+
+// a run ends: its largest force sigma, in the log
+void PairCACE::finish()
+{
+  if (uncertainty && run_largest[0] >= 0.0 && comm->me == 0)
+    utils::logmesg(lmp, "pair cace: largest force uncertainty of the run {:.4g} eV/A on atom ID {} at step {}\n",
+                   run_largest[0], static_cast<bigint>(run_largest[1]), static_cast<bigint>(run_largest[2]));
+}
+
+void PairCACE::allreduce(double *values, long n, int max)
+{
+  MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(n), MPI_DOUBLE, max ? MPI_MAX : MPI_SUM, world);
 }
 
 /* ----------------------------------------------------------------------

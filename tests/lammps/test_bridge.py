@@ -74,11 +74,24 @@ class PretendComm:
 
         return communicate
 
+    def reducer(self, rank: int):
+        """MPI_Allreduce (sum or max) of float64 values over the pretend ranks."""
 
-def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
+        def allreduce(values: np.ndarray, op: str) -> None:
+            self.posted[rank] = values.copy()
+            self.barrier.wait()
+            stacked = np.stack([self.posted[r] for r in range(len(self.owners))])
+            values[:] = stacked.sum(0) if op == "sum" else stacked.max(0)
+            self.barrier.wait()
+
+        return allreduce
+
+
+def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray, uncertainty: bool = False):
     """Energy, forces, per-atom energies and sum x f over all 'ranks' (each a thread with its own
-    PairCACE), ghost rows exchanged and ghost forces sent home."""
-    pairs = [PairCACE(str(path), "float64", "cpu") for _ in ranks]
+    PairCACE), ghost rows exchanged and ghost forces sent home; with ``uncertainty`` also the
+    per-atom sigmas [N, 2] (energy, force) and the global values (the same on every rank)."""
+    pairs = [PairCACE(str(path), "float64", "cpu", uncertainty="yes" if uncertainty else "no") for _ in ranks]
     views = []
     for pair, owned in zip(pairs, ranks):
         pair.set_elements(NBMOTAW)
@@ -89,9 +102,11 @@ def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
 
     def run(rank: int) -> None:
         pair, (x, owner, nlocal) = pairs[rank], views[rank]
-        pair.set_communicator(comm.communicator(rank))
+        pair.set_communicator(comm.communicator(rank), comm.reducer(rank))
         nall = len(x)
         f, eatom, vatom = np.zeros((nall, 3)), np.zeros(nall), np.zeros((nall, 6))
+        tags, sigma, stats = (owner + 1).astype(np.int32), np.zeros((nlocal, 2)), np.zeros(4)
+        more = (memoryview(tags), memoryview(sigma), memoryview(stats)) if uncertainty else ()
         t = types[owner].astype(np.int32)
         # LAMMPS' full neighbour list of the local atoms, with a skin
         i, j, _ = neighbour_pairs(torch.from_numpy(x), torch.zeros(3, 3, dtype=torch.float64), (False,) * 3,
@@ -99,8 +114,8 @@ def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
         i, j = i[i < nlocal].numpy().astype(np.int32), j[i < nlocal].numpy().astype(np.int32)
         try:
             energy = pair.compute(nlocal, nall, memoryview(x.copy()), memoryview(t), memoryview(i), memoryview(j),
-                                  memoryview(f), memoryview(eatom), memoryview(vatom))
-            out[rank] = (energy, f, eatom, vatom)
+                                  memoryview(f), memoryview(eatom), memoryview(vatom), *more)
+            out[rank] = (energy, f, eatom, vatom, sigma, stats)
         except BaseException as e:
             comm.barrier.abort()
             out[rank] = e
@@ -114,9 +129,11 @@ def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
     if errors:  # the first cause, not the ranks it left waiting
         raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
     energy, forces, energies, virial = 0.0, np.zeros((len(atoms), 3)), np.zeros(len(atoms)), np.zeros(6)
-    vatom_sum = np.zeros(6)
+    vatom_sum, sigmas = np.zeros(6), np.zeros((len(atoms), 2))
     for (x, owner, nlocal), result in zip(views, out):
-        e, f, eatom, vatom = result
+        e, f, eatom, vatom, sigma, stats = result
+        sigmas[owner[:nlocal]] = sigma
+        np.testing.assert_array_equal(stats, out[0][5])
         energy += e
         np.add.at(forces, owner, f)
         energies[owner[:nlocal]] += eatom[:nlocal]
@@ -125,8 +142,10 @@ def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray):
                                                     (x[:, 1] * f[:, 2]).sum()]])
         vatom_sum += vatom.sum(0)
     np.testing.assert_allclose(vatom_sum, virial, rtol=0, atol=1e-8)  # per-atom virial is complete
-    exchanges = 2 * len(pairs[0].exchange_widths)
+    exchanges = 2 * len(pairs[0].exchange_widths) + uncertainty
     assert comm.calls == [exchanges] * len(ranks)  # every rank joined every exchange, both passes
+    if uncertainty:
+        return energy, forces, energies, virial, sigmas, out[0][5]
     return energy, forces, energies, virial
 
 
@@ -151,6 +170,33 @@ def test_ranks_match_ase(tmp_path, n_layers):
         np.testing.assert_allclose(energies, atoms.get_potential_energies(), rtol=0, atol=1e-9)
         stress = -virial / atoms.get_volume()  # LAMMPS' sum x f is -V * stress (ASE sign), Voigt xx yy zz xy xz yz
         np.testing.assert_allclose(stress[[0, 1, 2, 5, 4, 3]], atoms.get_stress(), rtol=0, atol=1e-9)
+
+
+def test_uncertainty_and_zbl_core_on_ranks_match_ase(tmp_path):
+    """A model with 3 heads and a ZBL core, on 1, 2 and 4 pretend ranks (one without atoms): the
+    uncertainties of CACECalculator(uncertainty=True), also for atoms whose neighbours are
+    ghosts of other ranks."""
+    model = make_model(("bchi", "ar"), n_layers=1, elements=(41, 42, 73, 74), cutoff=3.0, n_heads=3,
+                       zbl_radii=[[2.6] * 4] * 4)
+    model.uncertainty_scale.copy_(torch.tensor([1.5, 0.8, 1.0], dtype=torch.float64))
+    model.estimate_element_scale.copy_(torch.tensor([1.0, 0.6, 1.7, 1.2], dtype=torch.float64))  # per element
+    path = save_model(model, tmp_path / "model.pt")
+    atoms = random_alloy((2, 2, 2), tilt=(0.2, 0.1, -0.1), seed=4, rattle=0.15)
+    types = np.array([NBMOTAW.index(s) + 1 for s in atoms.get_chemical_symbols()])
+    atoms.calc = CACECalculator(model, device="cpu", dtype="float64", uncertainty=True)
+    atoms.get_forces()
+    ref = atoms.calc.results
+    frac = atoms.get_scaled_positions()[:, 0]
+    for ranks in ([np.ones(len(atoms), bool)], [frac < 0.5, frac >= 0.5],
+                  [frac < 0.2, (frac >= 0.2) & (frac < 0.7), frac >= 0.7, np.zeros(len(atoms), bool)]):
+        energy, forces, _, _, sigmas, stats = evaluate(path, atoms, ranks, types, uncertainty=True)
+        assert energy == pytest.approx(ref["energy"], abs=1e-9)
+        np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(sigmas[:, 0], ref["energies_uncertainty"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sigmas[:, 1], ref["forces_uncertainty"], rtol=1e-12, atol=1e-12)
+        largest = ref["forces_uncertainty"].max()
+        np.testing.assert_allclose(stats, [ref["energy_uncertainty"], largest,
+                                           np.argmax(ref["forces_uncertainty"]) + 1, largest], rtol=1e-12)
 
 
 def test_element_errors(tmp_path):

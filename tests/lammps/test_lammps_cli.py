@@ -18,9 +18,10 @@ from lammps_helpers import water_structure  # noqa: E402
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "lammps"
 
 
-def cli(*args, cwd=None, timeout=600):
+def cli(*args, cwd=None, timeout=600, env=None):
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     return subprocess.run([sys.executable, "-m", "cace_calc.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+                          text=True, timeout=timeout, env={**environment, **(env or {})})
 
 
 def test_build_prints_the_cached_plugin_last():
@@ -68,3 +69,45 @@ def test_lammps_error_gives_its_exit_status(tmp_path):
     assert proc.returncode != 0
     errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR")]
     assert len(errors) == 1 and "element(s) Cu not supported by this model" in errors[0]
+
+
+TINY_BCC = """units metal
+lattice bcc 3.23
+region c block 0 2 0 2 0 2
+create_box 4 c
+create_atoms 1 box
+mass * 92.9
+pair_style cace nbmotaw
+pair_coeff * * Nb Mo Ta W
+run 0
+"""
+
+
+def test_damaged_cached_plugin_is_rebuilt(tmp_path):
+    """A truncated plugin in the cache, which LAMMPS skips ("Unrecognized pair style 'cace'"), is
+    found by its checksum and rebuilt, with one line saying so (a copy of the cache: the real one
+    is not touched)."""
+    from cace_calc.lammps import build_plugin, lammps_command, lammps_environment
+
+    real = build_plugin()
+    cache = tmp_path / "cache"
+    shutil.copytree(real.parent, cache / "lammps" / real.parent.name)
+    plugin = cache / "lammps" / real.parent.name / real.name
+    plugin.write_bytes(real.read_bytes()[:64])  # cut inside the ELF headers (cut later, LAMMPS crashes)
+    (tmp_path / "in.tiny").write_text(TINY_BCC)
+    # the failure it prevents: LAMMPS on the truncated plugin
+    broken = subprocess.run(lammps_command("in.tiny"), cwd=tmp_path, env=lammps_environment(plugin),
+                            capture_output=True, text=True, timeout=300)
+    assert broken.returncode != 0 and "Unrecognized pair style 'cace'" in broken.stdout + broken.stderr
+
+    proc = cli("lammps", "run", str(tmp_path / "in.tiny"), env={"CACE_CALC_CACHE": str(cache)})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    notes = [ln for ln in proc.stderr.splitlines() if "damaged" in ln]
+    assert notes == [f"cace-calc: the cached LAMMPS plugin {plugin} is damaged (its checksum does not match); "
+                     "rebuilding it"]
+    assert "Loop time" in out and "Unrecognized" not in out
+    again = cli("lammps", "build", env={"CACE_CALC_CACHE": str(cache)})  # intact now: no note, same file
+    assert again.returncode == 0 and "damaged" not in again.stderr
+    assert again.stdout.strip().splitlines()[-1] == str(plugin)
+    assert build_plugin() == real  # the real cache is untouched

@@ -77,8 +77,36 @@ def test_bad_keyword(lmp):
         lmp.command("pair_style cace nbmotaw dtype float16")
     with pytest.raises(Exception, match=r"pair_style cace: ValueError: compile must be yes or no, got 'true'"):
         lmp.command("pair_style cace nbmotaw compile true")
-    with pytest.raises(Exception, match=r"pair_style cace: unknown keyword 'precision'; use dtype, device or compile"):
+    with pytest.raises(Exception, match=r"pair_style cace: unknown keyword 'precision'; use dtype, device, compile "
+                                        r"or uncertainty"):
         lmp.command("pair_style cace nbmotaw precision float32")
+
+
+def test_uncertainty_needs_a_model_with_heads(lmp, tmp_path):
+    from conftest import make_model
+
+    from cace_calc.checkpoint import save_model
+
+    path = save_model(make_model(elements=(41, 42, 73, 74)), tmp_path / "one-head.pt")
+    box(lmp)
+    with pytest.raises(Exception, match=r"pair_style cace: ValueError: uncertainty yes: model '.*one-head\.pt' has one "
+                                        r"readout head and carries no uncertainty"):
+        lmp.command(f"pair_style cace {path} uncertainty yes")
+    with pytest.raises(Exception, match=r"pair_style cace: ValueError: uncertainty must be yes or no, got 'on'"):
+        lmp.command(f"pair_style cace {path} uncertainty on")
+
+
+def test_compute_cace_atom_needs_uncertainty(lmp):
+    box(lmp)
+    lmp.command("pair_style zero 5.0")
+    lmp.command("pair_coeff * *")
+    lmp.command("compute sigma all cace/atom")
+    with pytest.raises(Exception, match=r"compute cace/atom needs pair_style cace"):
+        lmp.command("run 0")
+    lmp.command("pair_style cace nbmotaw")
+    lmp.command("pair_coeff * * Nb Mo Ta W")
+    with pytest.raises(Exception, match=r"compute cace/atom needs 'uncertainty yes' in pair_style cace"):
+        lmp.command("run 0")
 
 
 def test_units_other_than_metal(lmp):

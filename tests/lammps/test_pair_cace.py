@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,110 @@ def test_model_file_with_two_layers_and_all_messages(tmp_path):
     write_data(atoms, tmp_path / "structure.data", NBMOTAW)
     out = check_ok(run(tmp_path, single_point("two-layers.pt", NBMOTAW, "processors 2 1 1"), 2))
     compare_with_ase(atoms, str(tmp_path / "two-layers.pt"), tmp_path, out)
+
+
+def close_pair_cell(seed=0):
+    """14 H and O atoms in a small triclinic periodic cell, at least 1.2 A apart, and an O-O pair
+    0.5 A apart (deep in the ZBL core) across the cell's middle along x: on the boundary of two
+    ranks split along x (processors 2 1 1)."""
+    from ase import Atoms
+
+    cell = np.array([[7.0, 0.0, 0.0], [0.5, 6.5, 0.0], [-0.3, 0.4, 6.8]])
+    frac = [[0.5 - 0.25 / 7.0, 0.4, 0.6], [0.5 + 0.25 / 7.0, 0.4, 0.6]]
+    rng = np.random.default_rng(seed)
+    atoms = Atoms("O2", scaled_positions=frac, cell=cell, pbc=True)
+    while len(atoms) < 14:
+        trial = atoms + Atoms("H" if len(atoms) % 3 else "O", scaled_positions=[rng.random(3)], cell=cell)
+        if trial.get_distances(len(atoms), range(len(atoms)), mic=True).min() >= 1.2:
+            atoms = trial
+    return atoms
+
+
+ZBL_RADII = [[0.8, 1.1], [1.1, 1.3]]  # H-H, H-O, O-O (A): the core is full below half of each
+
+
+@pytest.fixture(scope="module")
+def heads_zbl_model(tmp_path_factory):
+    """A model with 4 readout heads, calibration factors and a ZBL core, saved with a force
+    sigma threshold of half the largest sigma of close_pair_cell (so that LAMMPS warns)."""
+    import torch
+    from conftest import make_model
+
+    from cace_calc.checkpoint import save_model
+
+    model = make_model(("bchi",), n_heads=4, zbl_radii=ZBL_RADII, elements=(1, 8), cutoff=3.0, seed=3)
+    model.uncertainty_scale.copy_(torch.tensor([1.3, 0.7, 1.1], dtype=torch.float64))
+    model.estimate_element_scale.copy_(torch.tensor([0.6, 1.4], dtype=torch.float64))  # per element
+    atoms = close_pair_cell()
+    atoms.calc = CACECalculator(model, dtype="float64", uncertainty=True)
+    atoms.get_forces()
+    threshold = 0.5 * float(atoms.calc.results["forces_uncertainty"].max())
+    return save_model(model, tmp_path_factory.mktemp("model") / "heads-zbl.pt",
+                      metadata={"uncertainty": {"forces_threshold_ev_per_a": threshold}})
+
+
+UNCERTAINTY_LINES = """compute unc all pair cace
+compute sig all cace/atom
+dump u all custom 1 sigma.dump id c_sig[1] c_sig[2]
+dump_modify u format float %.17g sort id
+"""
+
+AFTER = """print "RESULT energy_sigma $(c_unc[1]:%.17g)"
+print "RESULT largest_force_sigma $(c_unc[2]:%.17g)"
+print "RESULT largest_atom $(c_unc[3]:%.17g)"
+undump d
+undump u
+variable sig equal c_unc[2]
+fix stop all halt 1 v_sig > {threshold} error continue
+thermo_style custom step pe c_unc[1] c_unc[2] c_unc[3] c_unc[4]
+thermo_modify format float %.15g
+thermo 5
+run 5
+"""
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_zbl_core_and_uncertainty_match_ase(tmp_path, ranks, heads_zbl_model):
+    """A model with a ZBL core and 4 heads, two O atoms 0.5 A apart on different ranks: energy,
+    forces, per-atom energies and virial, and the uncertainties (energy sigma, per-atom energy
+    and force sigma, the largest and its atom) of CACECalculator(uncertainty=True); the
+    threshold warning once, with the step and the atom ID; the largest of each run in the log;
+    fix halt on the largest sigma."""
+    from cace_calc.checkpoint import load_model
+
+    atoms = close_pair_cell()
+    path = str(heads_zbl_model)
+    threshold = load_model(path).metadata["uncertainty"]["forces_threshold_ev_per_a"]
+    write_data(atoms, tmp_path / "structure.data", ["H", "O"])
+    pair = f"pair_style cace {path} dtype float64 uncertainty yes\npair_coeff * * H O\n{UNCERTAINTY_LINES}"
+    text = single_point(path, ["H", "O"], f"processors {ranks} 1 1", pair=pair) + AFTER.format(threshold=threshold)
+    out = check_ok(run(tmp_path, text, ranks))
+    assert f"{ranks} by 1 by 1 MPI processor grid" in out
+    compare_with_ase(atoms, path, tmp_path, out)
+
+    calc = CACECalculator(path, dtype="float64", uncertainty=True)
+    atoms.calc = calc
+    atoms.get_forces()
+    sigma_e, sigma_atoms, sigma_f = (calc.results[k] for k in
+                                     ("energy_uncertainty", "energies_uncertainty", "forces_uncertainty"))
+    assert sigma_e > 1e-4 and sigma_f.min() > 1e-4  # the heads differ: the test can fail
+    res = results(out)
+    assert res["energy_sigma"] == pytest.approx(sigma_e, rel=1e-12, abs=1e-12)
+    assert res["largest_force_sigma"] == pytest.approx(sigma_f.max(), rel=1e-12, abs=1e-12)
+    assert res["largest_atom"] == int(np.argmax(sigma_f)) + 1
+    (frame,) = read_dump(tmp_path / "sigma.dump")
+    np.testing.assert_allclose(frame[:, 1], sigma_atoms, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(frame[:, 2], sigma_f, rtol=1e-12, atol=1e-12)
+    # the warning: one line, on step 0, naming the atom; fix halt stops the next run after 1 step
+    warnings = [ln for ln in out.splitlines() if "pair cace: step" in ln]
+    assert len(warnings) == 1, out[-3000:]
+    assert (f"pair cace: step 0: force uncertainty {sigma_f.max():.3f} eV/A on atom ID {np.argmax(sigma_f) + 1} "
+            f"passed the model's threshold {threshold:.3f} eV/A") in warnings[0]
+    summaries = [ln for ln in out.splitlines() if ln.startswith("pair cace: largest force uncertainty of the run")]
+    assert summaries == [f"pair cace: largest force uncertainty of the run {sigma_f.max():.4g} eV/A on atom ID "
+                         f"{np.argmax(sigma_f) + 1} at step 0"] * 2  # run 0, run 5 (halted)
+    halt = re.search(r"Fix halt condition for fix-id stop met on step 1 with value (\S+)", out)
+    assert halt and float(halt[1]) == pytest.approx(sigma_f.max(), rel=1e-12), out[-3000:]  # no integrator
+    rows = [ln.split() for ln in out.splitlines()]
+    (thermo,) = [[float(v) for v in r[1:]] for r in rows if len(r) == 6 and r[0] == "0"]
+    assert thermo[1:] == pytest.approx([sigma_e, sigma_f.max(), np.argmax(sigma_f) + 1, sigma_f.max()], rel=1e-12)

@@ -217,7 +217,8 @@ def test_heads_from_a_parent_keep_its_weights_and_get_calibrated(data_file, tmp_
     torch.testing.assert_close(sd_c["readout.weight_0"][0], sd_p["readout.weight_0"][0], atol=1e-6, rtol=0)
     assert not torch.allclose(sd_c["readout.weight_0"][1], sd_p["readout.weight_0"][0])  # members differ
     metrics = result.metrics
-    assert set(metrics["uncertainty_scale"]) == {"energy", "forces", "forces_members", "forces_threshold_ev_per_a"}
+    assert set(metrics["uncertainty_scale"]) == {"energy", "forces", "forces_members", "forces_per_element",
+                                                   "forces_threshold_ev_per_a"}
     assert child.metadata["uncertainty"]["forces_threshold_ev_per_a"] > 0
     assert metrics["calibration"]["valid"]["forces_members"]["coverage_2sigma"] == pytest.approx(0.95, abs=0.02)
     log = read_log(tmp_path / "child" / "log.jsonl")
