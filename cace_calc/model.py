@@ -168,12 +168,16 @@ class CACE(torch.nn.Module):
             # per element (errors differ by element; the estimate alone does not see it)
             self.register_buffer("uncertainty_scale", torch.ones(3, dtype=torch.float64))
             self.register_buffer("estimate_element_scale", torch.ones(nz, dtype=torch.float64))
+            # per element, each head's constant offset from the heads' mean (eV, summing to zero over
+            # heads), removed so that the spread is what changes with the structure, not a constant
+            self.register_buffer("head_offsets", torch.zeros(nz, cfg.n_heads, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # files calibrated before the estimate had per-element factors: ones
-        key = prefix + "estimate_element_scale"
-        if self.config.n_heads > 1 and key not in state_dict and prefix + "uncertainty_scale" in state_dict:
-            state_dict[key] = torch.ones(len(self.config.elements), dtype=torch.float64)
+        # files calibrated before the estimate had per-element factors and the heads had offsets
+        nz = len(self.config.elements)
+        if self.config.n_heads > 1 and prefix + "uncertainty_scale" in state_dict:
+            state_dict.setdefault(prefix + "estimate_element_scale", torch.ones(nz, dtype=torch.float64))
+            state_dict.setdefault(prefix + "head_offsets", torch.zeros(nz, self.config.n_heads, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, recurse=True):
@@ -289,6 +293,8 @@ class CACE(torch.nn.Module):
                 a_rows = state[0][0].permute(2, 0, 1, 3) if len(self.ar) else None  # [n_recv, V, C, m]
                 weights, a_rows = with_ghosts(weights, a_rows)
         eps = torch.cat(outs)  # [n_recv, K]
+        if self.n_heads > 1:
+            eps = eps - self.head_offsets.to(eps.dtype)[species[:n_recv]]
         if self.zbl is not None:
             d = (vectors * vectors).sum(dim=-1).sqrt()
             core = self.zbl(species[receivers], species[senders], d)

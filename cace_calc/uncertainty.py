@@ -1,7 +1,7 @@
 """Calibration of a model's uncertainty on labelled structures, and how well it is calibrated.
 
-A model with several readout heads predicts a spread; :func:`calibrate` scales it so that on
-a validation set 95 % of the errors lie within two sigma (one factor each for energies and the
+A model with several readout heads predicts a spread; :func:`calibrate` removes each head's
+constant per-element offset from the heads' mean and scales the spread so that on a validation set 95 % of the errors lie within two sigma (one factor each for energies and the
 members' forces, and one per element for the neighbourhood force estimate). :func:`calibration_report` measures,
 on data never used for that, the coverage of one and two sigma and the Spearman rank
 correlation of sigma with |error|. Energies per atom in eV/atom, forces in eV/A.
@@ -67,6 +67,25 @@ def two_sigma_scale(error: np.ndarray, sigma: np.ndarray) -> float:
     return float(np.quantile(ratio, TARGET_TWO_SIGMA_COVERAGE) / 2.0)
 
 
+@torch.no_grad()
+def center_heads(model: CACE, frames: list[Frame], device: torch.device | str = "cpu", batch_size: int = 8) -> None:
+    """Set the heads' per-element offsets: the mean, over the atoms of each element in
+    ``frames``, of each head's energy minus the heads' mean (a constant that says nothing about
+    the structure); the mean prediction does not change."""
+    model.head_offsets.zero_()
+    nz = len(model.config.elements)
+    sums = torch.zeros(nz, model.n_heads, dtype=torch.float64)
+    counts = torch.zeros(nz, dtype=torch.float64)
+    for batch in batches(frames, batch_size, shuffle=False):
+        g = batch.graph.to(device)
+        vectors = (g.positions[g.receivers] - g.positions[g.senders] + g.shifts).to(model.embed_sender.dtype)
+        heads = model.atomic_energies(g.species, vectors, g.receivers, g.senders, heads=True).to(torch.float64).cpu()
+        sums.index_add_(0, g.species.cpu(), heads - heads.mean(dim=-1, keepdim=True))
+        counts.index_add_(0, g.species.cpu(), torch.ones(len(heads), dtype=torch.float64))
+    offsets = sums / counts.clamp_min(1.0)[:, None]
+    model.head_offsets.copy_(offsets - offsets.mean(dim=-1, keepdim=True))
+
+
 THRESHOLD_FACTOR = 2.0  # MD warns above this times the largest force sigma of the validation set
 
 
@@ -76,6 +95,7 @@ def calibrate(model: CACE, frames: list[Frame], device: torch.device | str = "cp
     force sigma (the cheap estimate, the one MD watches) on those frames."""
     from ase.data import chemical_symbols
 
+    center_heads(model, frames, device)
     r = residuals(model, frames, device)
     scales = {"energy": two_sigma_scale(r.energy_error, r.energy_sigma),
               "forces": two_sigma_scale(r.forces_error, r.forces_sigma),

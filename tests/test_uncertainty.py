@@ -116,7 +116,16 @@ def test_calibration_puts_95_percent_within_two_sigma(heads_model):
         images.append(a)
     model = make_model(("bchi",), n_heads=3, elements=(29,), seed=5)
     frames = make_frames(images, [29], model.cutoff, stress=False)
+    graph = build_graph(images[:2], [29], model.cutoff)
+    before = model(graph, forces=True, uncertainty=True)
     scales = calibrate(model, frames)
+    after = model(graph, forces=True, uncertainty=True)
+    # the heads' constant offsets are gone, the prediction is unchanged
+    assert model.head_offsets.abs().sum() > 0 and float(model.head_offsets.sum()) == pytest.approx(0.0, abs=1e-12)
+    torch.testing.assert_close(after["energy"], before["energy"], atol=1e-9, rtol=0)
+    torch.testing.assert_close(after["forces"], before["forces"], atol=1e-12, rtol=0)
+    deviations = (after["energy_members"] - after["energy"][:, None]) - (before["energy_members"] - before["energy"][:, None])
+    torch.testing.assert_close(deviations, -8 * model.head_offsets[0].expand(2, -1), atol=1e-9, rtol=0)
     assert set(scales) == {"energy", "forces", "forces_members", "forces_per_element", "forces_threshold_ev_per_a"}
     report = calibration_report(model, frames)
     for key in ("forces", "forces_members"):
