@@ -125,7 +125,7 @@ def molten_and_crystal(element, seed):
     return out
 
 
-def plot(res_test, path, title):
+def plot(res_test, element_scale, path, title):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,7 +138,8 @@ def plot(res_test, path, title):
     gauss = erf(k / math.sqrt(2))
     ax1.plot(k, gauss, "k--", label="Gaussian")
     for label, err, sig in (("energy per structure", r.energy_error, rep["scale"][0] * r.energy_sigma),
-                            ("forces (estimate)", r.forces_error, rep["scale"][1] * r.forces_sigma),
+                            ("forces (estimate)", r.forces_error,
+                             rep["scale"][1] * element_scale[r.species] * r.forces_sigma),
                             ("forces (members)", r.forces_error, rep["scale"][2] * r.forces_sigma_members)):
         ax1.plot(k, [np.mean(np.abs(err) <= x * sig) for x in k], label=label)
     ax1.set_xlabel("k (error within k sigma)")
@@ -210,7 +211,8 @@ def main(argv=None) -> int:
         far["W-W pair at 1 A (isolated)"] = sigmas(model, [dimer("W2", 1.0)])
     result["far_from_data"] = far
     (out / "calibration.json").write_text(json.dumps(result, indent=1))
-    plot((rep, r), out / "calibration.png", f"{args.name}: calibration on the test split")
+    plot((rep, r), model.estimate_element_scale.numpy(), out / "calibration.png",
+         f"{args.name}: calibration on the test split")
     t = rep
     print(f"test split: energy 2-sigma coverage {t['energy']['coverage_2sigma']:.3f}, Spearman "
           f"{t['energy']['spearman']:.3f}; forces estimate {t['forces']['coverage_2sigma']:.3f} / "
