@@ -269,6 +269,15 @@ def add_ipi(sub):
                    help="also send every readout head's energy, forces and virial for i-PI's <ffcommittee> "
                         "with <parse_json>true</parse_json> (models with several heads; on by itself when "
                         "the <ffsocket> parameters say committee: true, as written by cace-calc pimd --uncertainty)")
+    p.add_argument("--uncertainty-log", metavar="FILE",
+                   help="committee: write the largest calibrated force uncertainty (one sigma, eV/A) of each call "
+                        "of i-PI, its structure and atom, to FILE (implies --committee). A committee driver always "
+                        "warns once on stderr when it passes the model's threshold")
+    p.add_argument("--max-uncertainty", type=float, metavar="EV_PER_A",
+                   help="committee: when an atom's force uncertainty passes this, create the file EXIT in the "
+                        "current directory, which makes i-PI end the run after the current step when this is "
+                        "i-PI's folder, and write the structures of that call to uncertain.extxyz (implies "
+                        "--committee)")
     p.set_defaults(run=run_ipi)
 
 
@@ -284,13 +293,16 @@ def run_ipi(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     driver = CACEDriver(args.model, template=args.template, device=args.device, dtype=args.dtype,
-                        committee=args.committee)
+                        committee=args.committee, uncertainty_log=args.uncertainty_log,
+                        max_uncertainty=args.max_uncertainty)
     try:
         n = driver.run(unix=args.unix, host=args.host, port=args.port, wait=args.wait, timeout=args.timeout)
     except DriverProtocolError as e:
         print(f"cace-calc ipi: error: {e}", file=sys.stderr)
         return 1
     print(f"i-PI ended the run; {n} structures evaluated")
+    if driver.watch is not None:
+        print(driver.watch.summary())
     return 0
 
 
@@ -300,12 +312,13 @@ def add_pimd(sub):
         description="Write an i-PI input for NVT (or NPT with --pressure) path-integral MD of STRUCTURE, "
                     "run i-PI with CACE drivers, and print the averages: potential energy, centroid-virial "
                     "kinetic energy per atom of each element, temperature, pressure, volume (with "
-                    "--uncertainty also i-PI's committee uncertainty). Outputs (simulation.out, "
-                    "trajectories as extended XYZ in Angstrom, logs) go to --out.",
+                    "--uncertainty also i-PI's committee uncertainty and the largest force uncertainty). "
+                    "Outputs (simulation.out, trajectories as extended XYZ in Angstrom, logs) go to --out.",
         epilog="examples:\n  cace-calc pimd water.xyz --model water --beads 32 --steps 2000\n"
                "  cace-calc pimd water.xyz --model water --beads 8 --inprocess --device cuda --out pimd-gpu\n"
                "  cace-calc pimd water.xyz --model water --beads 1 --thermostat svr --out classical\n"
-               "  cace-calc pimd water.xyz --model MODEL_WITH_HEADS --beads 8 --uncertainty --out pimd-committee")
+               "  cace-calc pimd water.xyz --model MODEL_WITH_HEADS --beads 8 --uncertainty --out pimd-committee\n"
+               "  cace-calc pimd water.xyz --model MODEL_WITH_HEADS --beads 8 --max-uncertainty 0.5 --out pimd-guarded")
     p.add_argument("structure", help="start structure, any file ase.io.read reads")
     p.add_argument("--index", default="-1", help="frame of the structure file (default -1, the last)")
     p.add_argument("--model", default="water", help="pretrained model name or model file (default water)")
@@ -330,7 +343,15 @@ def add_pimd(sub):
     p.add_argument("--uncertainty", action="store_true",
                    help="run i-PI's committee (<ffcommittee>), one member per readout head of the model (needs "
                         "several heads), alpha = the model's calibrated force factor; reports the committee "
-                        "uncertainty with the averages and writes committee_pot.dat for i-pi-committee-reweight")
+                        "uncertainty with the averages and writes committee_pot.dat for i-pi-committee-reweight. "
+                        "The drivers also watch the calibrated per-atom force uncertainty of every call (one sigma, "
+                        "eV/A: alpha x the members' force spread), log the largest of each call to uncertainty.log, "
+                        "say once when it passes the model's threshold (set for the cheap estimate of cace-calc md, "
+                        "used as is) and report the largest of the run")
+    p.add_argument("--max-uncertainty", type=float, metavar="EV_PER_A",
+                   help="stop i-PI after the step in which an atom's force uncertainty (one sigma, eV/A) passes "
+                        "this (implies --uncertainty): the last configuration, every bead, goes to final.extxyz "
+                        "(from i-PI's RESTART), the structures that passed to uncertain.extxyz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_pimd)
 
@@ -346,7 +367,8 @@ def run_pimd(args) -> int:
                         progress=not args.quiet, beads=args.beads, temperature=args.temperature,
                         steps=args.steps, timestep_fs=args.timestep, pressure_gpa=args.pressure,
                         thermostat=args.thermostat, tau_fs=args.tau, seed=args.seed,
-                        trajectory_stride=args.stride, uncertainty=args.uncertainty)
+                        trajectory_stride=args.stride, uncertainty=args.uncertainty,
+                        max_uncertainty=args.max_uncertainty)
     except RuntimeError as e:  # i-PI or a driver failed: its message quotes the end of that log
         _error("pimd", e)
         return 1
@@ -361,10 +383,34 @@ def run_pimd(args) -> int:
     if res.committee_energies is not None:
         print(f"committee of {res.committee_energies.shape[2]} members (the model's heads); uncertainty: i-PI's "
               "committee_uncertainty (sample std of the members' energies, scaled by its alpha)")
-        committee = ", simulation.committee_K (bead K: uncertainty, members), committee_pot.dat (for reweighting)"
+        committee = (", simulation.committee_K (bead K: uncertainty, members), committee_pot.dat (for reweighting), "
+                     f"{'uncertainty.log' if args.drivers == 1 else 'uncertainty-K.log (driver K)'} (largest force "
+                     "sigma of each driver call)")
+    if res.force_uncertainty is not None:
+        _print_force_uncertainty(res.force_uncertainty, args, int(res.step[-1]))
     print(f"outputs in {res.directory}: simulation.out (properties), centroid.extxyz (centroid trajectory), "
           f"simulation.pos_K.extxyz (bead K), input.xml (the i-PI input){committee}")
     return 0
+
+
+def _print_force_uncertainty(log, args, last_step: int) -> None:
+    """pimd's summary of the drivers' force uncertainty watch (:class:`cace_calc.ipi.watch.UncertaintyLog`)."""
+    if args.drivers == 1:  # handed every bead per call
+        where = f"driver call {log.call} (i-PI step {log.call} unless it split a step), bead {log.structure}"
+    else:
+        where = f"call {log.call} in {log.log.name}, structure {log.structure}"
+    print(f"  {'largest force uncertainty':34s} {log.largest:14.6f} eV/A on atom {log.atom} ({log.symbol}), "
+          f"{where}; one sigma: alpha x the members' force spread")
+    if log.threshold is None:
+        print("  the model has no force uncertainty threshold")
+    else:
+        state = "passed (see the warning above)" if log.passed_threshold else "not passed"
+        print(f"  the model's threshold {log.threshold:.3f} eV/A (set for the cheap estimate): {state}")
+    if log.stopped:
+        print(f"  stopped by --max-uncertainty {args.max_uncertainty:g} eV/A after step {last_step} of {args.steps}: "
+              "the last configuration (every bead) is in final.extxyz, the structures that passed in "
+              "uncertain.extxyz")
+
 
 def add_eval(sub):
     p = sub.add_parser(

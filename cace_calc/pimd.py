@@ -9,7 +9,8 @@
 CACE drivers, shows progress, and returns :class:`PIMDResults`. One bead is classical MD.
 With ``uncertainty=True`` (models with several readout heads) i-PI runs a committee: every
 head is a member, all served through the drivers' socket, and the results carry i-PI's
-committee uncertainty.
+committee uncertainty and the drivers' watch of the calibrated per-atom force uncertainty
+(``max_uncertainty`` stops the run).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from .ipi.inputs import (
 )
 from .ipi.launch import run_ipi
 from .ipi.protocol import DEFAULT_SOCKETS_PREFIX
-from .ipi.results import PIMDResults, read_pimd_results
+from .ipi.results import FINAL_FRAMES, PIMDResults, read_pimd_results, read_restart_beads
+from .ipi.watch import EXIT_FILE, EventFollower
 from .model import CACE
 
 __all__ = ["PIMDResults", "PIMDSettings", "read_pimd_results", "run_pimd", "write_committee_potentials",
@@ -57,7 +59,8 @@ def _socket_batch(beads: int, drivers: int) -> int:
 def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.PathLike, *,
              mode: str = "socket", drivers: int = 1, device: str | Sequence[str] = "auto",
              dtype: str = "float64", threads: int | None = None, progress: bool = True,
-             timeout: float | None = None, uncertainty: bool = False, **settings) -> PIMDResults:
+             timeout: float | None = None, uncertainty: bool = False, max_uncertainty: float | None = None,
+             say=None, **settings) -> PIMDResults:
     """Run (path-integral) MD of ``atoms`` with i-PI and return the parsed results.
 
     Parameters
@@ -78,15 +81,32 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
         ``uncertainty_scale[2]``. The results then hold the committee uncertainty and the
         members' energies, and ``committee_pot.dat`` each member's bead-averaged potential
         energy per output row (Hartree), the input of i-PI's ``i-pi-committee-reweight``.
+        Each driver also watches the calibrated per-atom force sigma of every call (eV/A, the
+        ``forces_uncertainty`` of ``CACECalculator(model, uncertainty="members")``): the largest
+        of each call goes to ``uncertainty.log`` (``uncertainty-K.log`` per driver with several),
+        a message goes to ``say`` (default: printed) once when it passes the model's threshold
+        (metadata ``uncertainty.forces_threshold_ev_per_a``, set for the cheap estimate
+        ``uncertainty=True`` and used as is), and the results carry the largest
+        (``force_uncertainty``).
+    max_uncertainty: eV/A (implies ``uncertainty``): when an atom's force sigma passes it, the
+        driver writes the structures of that call (with their ``forces_uncertainty``) to
+        ``uncertain.extxyz`` and creates i-PI's ``EXIT`` file, and i-PI ends the run softly after
+        that step (if its own once-a-second check of ``EXIT`` comes first, it drops the
+        unfinished step and ends at the one before). The last configuration, every bead, is in
+        i-PI's checkpoint ``RESTART`` (kept every step for such runs) and written to
+        ``final.extxyz``; ``simulation.out`` ends with the same step, and
+        ``results.force_uncertainty.stopped`` is true.
     **settings: fields of :class:`PIMDSettings`: beads, temperature (K), steps, timestep_fs,
         pressure_gpa (None: NVT), thermostat, tau_fs, pile_lambda, barostat_tau_fs, piglet,
         seed, properties_stride, trajectory_stride, write_forces.
 
     Outputs in ``directory``: ``simulation.out`` (i-PI's properties, atomic units),
     ``simulation.pos_K.extxyz`` (bead K) and ``centroid.extxyz`` (trajectories in Angstrom,
-    ASE-readable), ``i-pi.log``, ``driver-K.log``, ``input.xml``; with ``uncertainty``
-    also ``simulation.committee_K`` (bead K: i-PI's uncertainty, then the members' energies,
-    Hartree) and ``committee_pot.dat``.
+    ASE-readable), ``i-pi.log``, ``driver-K.log``, ``input.xml``, ``RESTART`` (i-PI's checkpoint
+    of the last step); with ``uncertainty`` also ``simulation.committee_K`` (bead K: i-PI's
+    uncertainty, then the members' energies, Hartree), ``committee_pot.dat`` and
+    ``uncertainty.log``; after a stop by ``max_uncertainty`` ``final.extxyz`` and
+    ``uncertain.extxyz``.
 
     Raises ``ValueError`` for bad settings, :class:`cace_calc.errors.UnsupportedElementError`
     or :class:`cace_calc.errors.ModelFileError` before anything starts, and ``RuntimeError``
@@ -100,6 +120,10 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
         raise ValueError(f"drivers must be a positive integer, got {drivers!r}")
     if mode == "inprocess" and drivers != 1:
         raise ValueError("mode='inprocess' runs the model inside i-PI: drivers must be 1")
+    if max_uncertainty is not None:
+        if not (np.isfinite(max_uncertainty) and max_uncertainty > 0):
+            raise ValueError(f"max_uncertainty must be a positive force sigma in eV/A, got {max_uncertainty!r}")
+        uncertainty = True
     if mode == "inprocess" and uncertainty:
         raise ValueError("uncertainty=True needs mode='socket' (i-PI cannot checkpoint an <ffcommittee> "
                          "around the in-process <ffdirect>)")
@@ -114,6 +138,9 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
         model = resolve_model_path(model).resolve()  # ModelFileError names the available models
         loaded = load_model(model)
     species_indices(atoms.numbers, loaded.config.elements)  # UnsupportedElementError before anything starts
+    if max_uncertainty is not None and loaded.n_heads < 2:
+        raise ValueError(f"max_uncertainty: model {label!r} has a single readout head and carries no force "
+                         "uncertainty: use a model trained with n_heads > 1")
     if uncertainty:
         require_committee(loaded, label)  # one line naming the model, before anything starts
     std = standardize(atoms)
@@ -139,18 +166,40 @@ def run_pimd(atoms: Atoms, model: str | os.PathLike | CACE, directory: str | os.
             if threads:
                 cmd += ["--threads", str(int(threads))]
             if uncertainty:
-                cmd.append("--committee")
+                cmd += ["--committee", "--uncertainty-log", uncertainty_log_name(k, drivers)]
+            if max_uncertainty is not None:
+                cmd += ["--max-uncertainty", repr(float(max_uncertainty))]
             commands.append(cmd)
     if uncertainty:  # alpha: the calibration factor of the members' force spread
         ff = committee_forcefield_xml(ff, alpha=float(loaded.uncertainty_scale[2]))
-    write_pimd_input(std, directory, cfg, forcefield_xml=ff, committee=uncertainty)
+    # a stop may reach i-PI mid-step (its EXIT monitor): then RESTART holds the last completed step
+    write_pimd_input(std, directory, cfg, forcefield_xml=ff, committee=uncertainty,
+                     safe_stride=1 if max_uncertainty is not None else None)
+    follower = None
+    if uncertainty:
+        follower = EventFollower([directory / uncertainty_log_name(k, drivers) for k in range(drivers)],
+                                 say or _say)
     run_ipi(directory, drivers=commands, socket_file=socket_file, total_steps=cfg.steps,
-            progress=progress, timeout=timeout, env=env)
+            progress=progress, timeout=timeout, env=env, on_poll=follower and follower.poll)
     results = read_pimd_results(directory)
     write(directory / "centroid.extxyz", results.read_trajectory(), format="extxyz")
     if uncertainty:
         write_committee_potentials(results, directory / "committee_pot.dat")
+    if results.force_uncertainty is not None and results.force_uncertainty.stopped:
+        write(directory / FINAL_FRAMES, read_restart_beads(directory / "RESTART"), format="extxyz")
+        (directory / EXIT_FILE).unlink(missing_ok=True)  # the driver's: a restart here would stop at once
     return results
+
+
+def uncertainty_log_name(driver: int, drivers: int) -> str:
+    """The force-uncertainty log of driver ``driver`` of ``drivers``."""
+    return "uncertainty.log" if drivers == 1 else f"uncertainty-{driver}.log"
+
+
+def _say(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)  # keeps a progress bar intact
 
 
 def write_committee_potentials(results: PIMDResults, path: str | os.PathLike) -> Path:

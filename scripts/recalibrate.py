@@ -1,6 +1,7 @@
 """Calibrate a trained model's uncertainty again on its own validation split (the split and the
-data are read from the model file's metadata), and write the model with the new factors and
-calibration metrics: for a model trained before the calibration changed.
+data are read from the model file's metadata), and write the model with the new factors, its
+validation and test errors and calibration metrics: for a model trained before the calibration
+changed, or a run stopped before its final calibration.
 
     python scripts/recalibrate.py runs/water-heads/model.pt
 """
@@ -13,8 +14,10 @@ import sys
 from pathlib import Path
 
 import ase.io
+import torch
 
 from cace_calc import load_model, save_model
+from cace_calc.train import evaluate
 from cace_calc.train.data import make_frames
 from cace_calc.uncertainty import calibrate, calibration_report
 
@@ -29,8 +32,11 @@ def main(argv=None) -> int:
     if not Path(data).is_file():
         sys.exit(f"the training data {data} is not here (the development data, ../shared)")
     images = ase.io.read(data, ":")
+    stress = any(s["stress"] > 0 for s in meta["recipe"]["training"]["loss"])
     frames = {k: make_frames([images[i] for i in meta["split"][k]], model.config.elements, model.cutoff,
-                             stress=False) for k in ("valid", "test")}
+                             stress=stress) for k in ("valid", "test")}
+    for k, f in frames.items():  # the errors too, as the training run writes them at its end
+        meta["metrics"][k] = evaluate(model, f, torch.device("cpu"))
     scales = calibrate(model, frames["valid"])
     meta["metrics"]["uncertainty_scale"] = scales
     meta["metrics"]["calibration"] = {k: calibration_report(model, f) for k, f in frames.items() if f}

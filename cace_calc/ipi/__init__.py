@@ -5,6 +5,8 @@
 - ``cace_calc/ipi/inprocess.py``: the ``<ffdirect>`` custom PES evaluating all beads of a step
   in one batched call (loaded by i-PI from its path).
 - :mod:`cace_calc.pimd`: write inputs, launch i-PI with drivers, parse the results.
+- :mod:`cace_calc.ipi.watch`: a committee driver's watch of the calibrated force uncertainty
+  (log per call, one warning past the model's threshold, a soft stop through i-PI's EXIT file).
 """
 
 from .bridge import IPIEvaluator

@@ -83,6 +83,7 @@ class IPIEvaluator:
         species_indices(numbers, calculator.model.config.elements)  # raises for unknown elements
         self.calculator = calculator
         self.numbers = numbers
+        self.forces_uncertainty: list[np.ndarray] = []  # of the last committee call, eV/A per atom
         self.pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
         if self.pbc.any() and not self.pbc.all():
             warnings.warn(f"pbc={self.pbc.tolist()}: the model gives no stress for partly periodic cells, "
@@ -122,7 +123,8 @@ class IPIEvaluator:
         (K lists of 3 * n_atoms forces, Hartree/Bohr, atom by atom) and ``committee_virial``
         (K lists of 9, Hartree, in the order of the binary reply), one per readout head.
         The mean energy, forces and virial are the members' means. Needs a calculator with
-        ``uncertainty="members"``.
+        ``uncertainty="members"``. Afterwards :attr:`forces_uncertainty` holds each structure's
+        calibrated per-atom force sigma (eV/A, (n_atoms,)).
         """
         if self.calculator.uncertainty != "members":
             raise ValueError("committee results need a CACECalculator with uncertainty='members'")
@@ -133,7 +135,10 @@ class IPIEvaluator:
             raise ValueError(f"got {len(cells)} cells but {len(positions)} position arrays")
         images = [self.to_atoms(h, q) for h, q in zip(cells, positions)]
         out = []
-        for atoms, res in zip(images, self.calculator.calculate_batch(images)):
+        batch = self.calculator.calculate_batch(images)
+        if committee:  # alpha * members' spread: the calculator's forces_uncertainty
+            self.forces_uncertainty = [res["forces_uncertainty"] for res in batch]
+        for atoms, res in zip(images, batch):
             forces = res["forces"]
             virial = self._virial(atoms, forces, res.get("stress"))
             extra = self._committee_json(atoms, res) if committee else ""

@@ -11,7 +11,10 @@ With ``committee=True`` the extra string is the JSON that i-PI's ``<ffcommittee>
 ``<parse_json>true</parse_json>`` unpacks into one member per readout head (``committee_pot``,
 ``committee_force``, ``committee_virial``, atomic units); energy, forces and virial are the
 members' means. ``committee: true`` in the ``<ffsocket>``'s parameters (as written by
-:mod:`cace_calc.pimd`) turns this on at INIT.
+:mod:`cace_calc.pimd`) turns this on at INIT. A committee driver also watches the calibrated
+per-atom force uncertainty of every call (:class:`cace_calc.ipi.watch.ForceUncertaintyWatch`):
+it warns once past the model's threshold, can log the largest of each call, and can make i-PI
+stop (``max_uncertainty``).
 
 i-PI sends no element names, so the driver takes them from a template structure (same
 atom order as i-PI's input) or from ``symbols: OHH...`` in the ``<ffsocket>``'s
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 from ase import Atoms
@@ -31,6 +35,7 @@ from ..calculator import CACECalculator
 from ..model import CACE
 from .bridge import IPIEvaluator, committee_calculator
 from .protocol import DEFAULT_SOCKETS_PREFIX, DriverProtocolError, IPIConnection, header
+from .watch import EXIT_FILE, ForceUncertaintyWatch, model_force_threshold
 
 _SYMBOL = re.compile(r"[A-Z][a-z]?")
 
@@ -86,15 +91,33 @@ class CACEDriver:
     committee: also send every readout head's energy, forces and virial for i-PI's
         ``<ffcommittee>`` (see :meth:`IPIEvaluator.compute_committee`); one backward pass per
         head. A model with a single head raises ``ValueError`` naming it.
+    uncertainty_log: in committee mode, write the largest calibrated per-atom force sigma of
+        each call (eV/A, its structure and atom) and the events to this file (see
+        :mod:`cace_calc.ipi.watch`); implies ``committee``.
+    max_uncertainty: eV/A; when an atom's force sigma passes it, create ``exit_file`` (i-PI's
+        ``EXIT``: run the driver in i-PI's folder), so that i-PI ends the run softly after the
+        current step, and the structures of that call to ``uncertain.extxyz`` beside it;
+        implies ``committee``.
+    say: where the watch's messages go (default: stderr, prefixed ``cace-calc ipi:``); it
+        warns once when the largest sigma passes the model's threshold (metadata
+        ``uncertainty.forces_threshold_ev_per_a``, set for the cheap estimate and used as is).
 
     Unknown elements raise :class:`cace_calc.errors.UnsupportedElementError` here (with a
-    template) or at i-PI's INIT. ``n_structures`` counts the structures evaluated.
+    template) or at i-PI's INIT. ``n_structures`` counts the structures evaluated; ``watch``
+    (committee mode, after the first call) holds the largest force sigma.
     """
 
     def __init__(self, model: str | os.PathLike | CACE | CACECalculator, *,
                  template: Atoms | str | os.PathLike | None = None, device: str = "auto",
-                 dtype: str = "float64", committee: bool = False):
-        self.committee = bool(committee)
+                 dtype: str = "float64", committee: bool = False,
+                 uncertainty_log: str | os.PathLike | None = None, max_uncertainty: float | None = None,
+                 exit_file: str | os.PathLike = EXIT_FILE, say=None):
+        if max_uncertainty is not None and not (np.isfinite(max_uncertainty) and max_uncertainty > 0):
+            raise ValueError(f"max_uncertainty must be a positive force sigma in eV/A, got {max_uncertainty!r}")
+        self.committee = bool(committee or uncertainty_log is not None or max_uncertainty is not None)
+        self.watch_options = {"stop_above": max_uncertainty, "log_path": uncertainty_log, "exit_file": exit_file,
+                              "say": say or _say}
+        self.watch: ForceUncertaintyWatch | None = None
         if self.committee:
             self.calculator = committee_calculator(model, device=device, dtype=dtype)
         elif isinstance(model, CACECalculator):
@@ -126,8 +149,12 @@ class CACEDriver:
         """
         conn = IPIConnection.connect(unix=unix, host=host, port=port, sockets_prefix=sockets_prefix,
                                      wait=wait, timeout=timeout)
-        with conn:
-            self._serve(conn)
+        try:
+            with conn:
+                self._serve(conn)
+        finally:
+            if self.watch is not None:
+                self.watch.close()
         return self.n_structures
 
     def _init(self, conn: IPIConnection) -> int:
@@ -187,10 +214,19 @@ class CACEDriver:
             cells, pos = list(hh[:, 0]), list(q)
         if self.committee:
             results = self.evaluator.compute_committee(cells, pos)
+            self._watch().observe(self.evaluator.forces_uncertainty,
+                                  lambda: [self.evaluator.to_atoms(h, q) for h, q in zip(cells, pos)])
         else:
             results = [(*r, "") for r in self.evaluator.compute(cells, pos)]
         self.n_structures += len(results)
         return results
+
+    def _watch(self) -> ForceUncertaintyWatch:
+        if self.watch is None:
+            self.watch = ForceUncertaintyWatch(self.evaluator.numbers,
+                                               threshold=model_force_threshold(self.calculator.model),
+                                               **self.watch_options)
+        return self.watch
 
     def _check_natoms(self, nat: int) -> None:
         if nat != len(self.evaluator.numbers):
@@ -239,6 +275,10 @@ class CACEDriver:
                 raise DriverProtocolError(f"unexpected message {msg!r} from the i-PI server")
 
 
+def _say(message: str) -> None:
+    print(f"cace-calc ipi: {message}", file=sys.stderr, flush=True)
+
+
 def _extra_bytes(extra: str) -> list[bytes]:
     """An "extra" string as the protocol sends it: its length (int32), then its UTF-8 bytes."""
     data = extra.encode("utf-8")
@@ -248,9 +288,10 @@ def _extra_bytes(extra: str) -> list[bytes]:
 def run_driver(model, *, unix: str | None = None, host: str | None = None, port: int | None = None,
                template=None, device: str = "auto", dtype: str = "float64", committee: bool = False,
                sockets_prefix: str = DEFAULT_SOCKETS_PREFIX, wait: float = 0.0,
-               timeout: float | None = None) -> int:
+               timeout: float | None = None, uncertainty_log=None, max_uncertainty: float | None = None) -> int:
     """Serve a running i-PI with a CACE model until it ends the run (see :class:`CACEDriver`
     and :meth:`CACEDriver.run`). Returns the number of structures evaluated."""
-    driver = CACEDriver(model, template=template, device=device, dtype=dtype, committee=committee)
+    driver = CACEDriver(model, template=template, device=device, dtype=dtype, committee=committee,
+                        uncertainty_log=uncertainty_log, max_uncertainty=max_uncertainty)
     return driver.run(unix=unix, host=host, port=port, sockets_prefix=sockets_prefix, wait=wait,
                       timeout=timeout)

@@ -229,7 +229,7 @@ def _indent(text: str, n: int) -> str:
 
 
 def simulation_xml(settings: PIMDSettings, *, structure_file: str, forcefield_xml: str,
-                   elements: list[str], committee: bool = False) -> str:
+                   elements: list[str], committee: bool = False, safe_stride: int | None = None) -> str:
     """The full i-PI input for ``settings`` (see :func:`write_pimd_input`)."""
     s = settings
     props = ["step", "time{picosecond}", "conserved", "temperature{kelvin}", "potential",
@@ -263,7 +263,8 @@ def simulation_xml(settings: PIMDSettings, *, structure_file: str, forcefield_xm
             _indent(_thermostat_xml(s), 2),
             "</dynamics>"])
         pressure = ""
-    return f"""<simulation verbosity='low' safe_stride='{max(s.steps, 1)}'>
+    safe = max(s.steps, 1) if safe_stride is None else int(safe_stride)
+    return f"""<simulation verbosity='low' safe_stride='{safe}'>
   <output prefix='{OUTPUT_PREFIX}'>
     <properties stride='{s.properties_stride}' filename='out' flush='1'> [ {', '.join(props)} ] </properties>
 {_indent(chr(10).join(trajs), 4)}
@@ -290,7 +291,7 @@ def simulation_xml(settings: PIMDSettings, *, structure_file: str, forcefield_xm
 
 
 def write_pimd_input(atoms: Atoms, directory: str | os.PathLike, settings: PIMDSettings, *,
-                     forcefield_xml: str, committee: bool = False) -> Path:
+                     forcefield_xml: str, committee: bool = False, safe_stride: int | None = None) -> Path:
     """Write ``input.xml``, ``init.xyz`` (i-PI's start structure, Bohr) and ``structure.extxyz``
     (the same structure for ASE and drivers, Angstrom) to ``directory``; return the XML path.
 
@@ -299,6 +300,9 @@ def write_pimd_input(atoms: Atoms, directory: str | os.PathLike, settings: PIMDS
     :func:`inprocess_forcefield_xml`, or for a committee from :func:`committee_forcefield_xml`
     (then pass ``committee=True``: i-PI also writes ``simulation.committee_K``, bead K's
     committee uncertainty and members' energies in Hartree at every properties output).
+    ``safe_stride``: every that many steps i-PI keeps the state it falls back to when a soft exit
+    (an ``EXIT`` file, a signal) interrupts a step and writes to ``RESTART`` (default: the run
+    length, i.e. the start; 1 keeps the last completed step, for runs that may be stopped).
     """
     settings.validate()
     if not isinstance(atoms, Atoms) or len(atoms) == 0:
@@ -312,7 +316,7 @@ def write_pimd_input(atoms: Atoms, directory: str | os.PathLike, settings: PIMDS
     std.write(directory / "structure.extxyz", format="extxyz")
     elements = sorted(set(std.get_chemical_symbols()), key=std.get_chemical_symbols().index)
     xml = simulation_xml(settings, structure_file="init.xyz", forcefield_xml=forcefield_xml,
-                         elements=elements, committee=committee)
+                         elements=elements, committee=committee, safe_stride=safe_stride)
     path = directory / "input.xml"
     path.write_text(xml)
     return path

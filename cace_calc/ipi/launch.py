@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .inputs import OUTPUT_PREFIX
@@ -85,13 +85,14 @@ class _Progress:
 def run_ipi(directory: str | os.PathLike, *, drivers: Sequence[Sequence[str]] = (),
             socket_file: str | None = None, total_steps: int = 0, progress: bool = True,
             timeout: float | None = None, startup_timeout: float = 120.0,
-            env: dict[str, str] | None = None) -> None:
+            env: dict[str, str] | None = None, on_poll: Callable[[], None] | None = None) -> None:
     """Run ``i-pi input.xml`` in ``directory`` with the given driver commands.
 
     The drivers start once i-PI has created ``socket_file`` (for unix sockets; otherwise
     right away, and they must retry the connection themselves). Logs go to ``i-pi.log``
     and ``driver-K.log`` in ``directory``. ``timeout`` (s) bounds the whole run; ``env`` is
-    the environment of i-PI (default: this process's).
+    the environment of i-PI (default: this process's). ``on_poll`` is called about every 0.1 s
+    while the run goes on, and once at its end (e.g. to follow a log).
     Raises ``RuntimeError`` (quoting the failing process's log) if i-PI or a driver fails,
     ``TimeoutError`` when the run takes too long.
     """
@@ -129,8 +130,12 @@ def run_ipi(directory: str | os.PathLike, *, drivers: Sequence[Sequence[str]] = 
             if timeout is not None and time.monotonic() - start > timeout:
                 raise TimeoutError(f"the i-PI run in {directory} did not finish within {timeout} s")
             bar.update()
+            if on_poll is not None:
+                on_poll()
             time.sleep(0.1)
         bar.update()
+        if on_poll is not None:
+            on_poll()
         if ipi.returncode != 0:
             raise RuntimeError(f"i-PI failed (exit code {ipi.returncode}); end of {ipi_log}:\n"
                                f"{_tail(ipi_log)}")

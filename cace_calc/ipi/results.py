@@ -14,6 +14,9 @@ from ase.io import read
 
 from .bridge import BOHR, HARTREE
 from .inputs import COMMITTEE_OUTPUT, OUTPUT_PREFIX
+from .watch import UncertaintyLog, read_uncertainty_log
+
+FINAL_FRAMES = "final.extxyz"  # every bead of the last step, written after a stop by max_uncertainty
 
 _COLUMN = re.compile(r"#\s*(?:column|cols\.)\s+(\d+)(?:\s*-\s*(\d+))?\s+-->\s+(\S+)")
 _PRESSURE_AU = HARTREE / BOHR**3  # eV/A^3 per atomic unit of pressure
@@ -62,6 +65,10 @@ class PIMDResults:
     committee_uncertainty: (n, beads) i-PI's committee uncertainty of each bead's potential
         energy (the members' sample standard deviation, ddof=1, after rescaling), eV; or ``None``.
     n_atoms: atoms in the system.
+    force_uncertainty: for a committee run, the drivers' watch of the calibrated per-atom force
+        sigma (:class:`cace_calc.ipi.watch.UncertaintyLog`: the largest of the run in eV/A, its
+        atom and driver call, the threshold warning, whether ``max_uncertainty`` stopped the
+        run); else ``None``.
     """
 
     directory: Path
@@ -80,6 +87,7 @@ class PIMDResults:
     committee_energies: np.ndarray | None = None
     committee_uncertainty: np.ndarray | None = None
     n_atoms: int = 0
+    force_uncertainty: UncertaintyLog | None = None
 
     @property
     def n_beads(self) -> int:
@@ -187,6 +195,7 @@ def read_pimd_results(directory: str | os.PathLike) -> PIMDResults:
         n = min(len(committee[0]), len(beads))
         props = {k: v[:n] for k, v in props.items()}
         beads, committee = beads[:n], (committee[0][:n], committee[1][:n])
+    logs = sorted(directory.glob("uncertainty*.log"))  # the drivers' force uncertainty watch
     return PIMDResults(
         directory=directory, step=props["step"].astype(int), time_ps=props["time{picosecond}"],
         potential_energy=props["potential"] * HARTREE, bead_potential_energies=beads * HARTREE,
@@ -195,4 +204,40 @@ def read_pimd_results(directory: str | os.PathLike) -> PIMDResults:
         volume=props["volume"] * BOHR**3, virial_stress=_voigt_ipi_to_3x3(props["virial_cv"]) * _PRESSURE_AU,
         conserved=props["conserved"] * HARTREE, pbc=structure.pbc.copy(),
         committee_uncertainty=None if committee is None else committee[0],
-        committee_energies=None if committee is None else committee[1], n_atoms=len(structure))
+        committee_energies=None if committee is None else committee[1], n_atoms=len(structure),
+        force_uncertainty=read_uncertainty_log(logs))
+
+
+def _xml_array(text: str) -> list[str]:
+    """The items of an i-PI array in XML (``[ a, b, ... ]``)."""
+    return [x for x in text.replace("[", " ").replace("]", " ").replace(",", " ").split() if x]
+
+
+def read_restart_beads(path: str | os.PathLike, pbc=True) -> list[Atoms]:
+    """Every bead of the state i-PI saved in a checkpoint (``RESTART``, written when a run
+    ends, also softly through an ``EXIT`` file), as ASE Atoms in Angstrom with the cell, bead 0
+    first; ``info`` holds ``step`` (the step of that state, as in ``simulation.out``) and
+    ``bead``. i-PI writes 9 significant digits (Bohr).
+
+    After a soft exit that interrupted a step, i-PI saves the last state it kept (every
+    ``safe_stride`` steps of the input), which is the last completed step only with
+    ``safe_stride='1'`` (as :func:`cace_calc.pimd.run_pimd` writes with ``max_uncertainty``).
+    """
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    system = root.find("system")
+    beads = system.find("beads") if system is not None else None
+    if beads is None:
+        raise ValueError(f"{path} holds no i-PI system with beads")
+    nbeads, natoms = int(beads.get("nbeads")), int(beads.get("natoms"))
+    q = np.array(_xml_array(beads.find("q").text), dtype=float).reshape(nbeads, natoms, 3) * BOHR
+    names = _xml_array(beads.find("names").text)
+    cell = np.array(_xml_array(system.find("cell").text), dtype=float).reshape(3, 3).T * BOHR  # h: columns
+    step = int(root.findtext("step", "0"))  # i-PI leaves out a step of 0
+    frames = []
+    for b in range(nbeads):
+        atoms = Atoms(symbols=names, positions=q[b], cell=cell, pbc=pbc)
+        atoms.info.update(step=step, bead=b)
+        frames.append(atoms)
+    return frames
