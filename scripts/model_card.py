@@ -338,9 +338,10 @@ def calibration_section(name: str, cal: dict, threshold: float | None) -> str:
         rows += rows_of(cal["snap_multinary_test"],
                         f"SNAP-labelled ternary/quaternary test set ({cal['snap_multinary_test']['n_structures']})")
     text = [
-        "Four readout heads share the representation (a shallow ensemble): the prediction is their mean, "
-        "the uncertainty their spread, trained with a Gaussian likelihood of the energy per atom beside the "
-        "usual squared errors (`energy_nll` in `train-heads.yaml`). After training, each head's constant "
+        "Four deviation heads share the representation (a shallow ensemble): member k is the readout plus "
+        "head k's deviation minus the heads' mean deviation, so the prediction (the members' mean) is the "
+        "stage-1 model's, unchanged. Only the heads were trained (`trainable: heads` in `train-heads.yaml`), "
+        "on a Gaussian likelihood of the energy per atom of the training split. After training, each head's constant "
         "per-element offset from the heads' mean is removed (it says nothing about the structure) and the "
         "spread is scaled so that 95 % of the validation split's errors lie within two sigma (one factor for "
         "energies, one for the members' forces, one per element for the cheap force estimate; the validation "
@@ -434,8 +435,9 @@ def update_card(args) -> int:
                   card, count=1, flags=re.M)
     card = re.sub(r"^\| parameters \|.*\|$", f"| parameters | {meta.get('n_parameters')} |", card, count=1, flags=re.M)
     errors = ("Measured on the test split by the stage-2 training run (`train-heads.yaml`: the stage-1 model of "
-              "`train.yaml` with four readout heads and the ZBL core; EMA weights of the best epoch, float64; the "
-              "prediction is the heads' mean):\n\n" + errors_table(meta["metrics"]) + "\n\nRe-measure: "
+              "`train.yaml` with four deviation heads and the ZBL core, float64; the prediction is the stage-1 "
+              "model's, unchanged: the heads add the uncertainty, the core acts only below the trained "
+              "distances):\n\n" + errors_table(meta["metrics"]) + "\n\nRe-measure: "
               f"`cace-calc eval ../shared/data/... --model {args.name}` on any labelled set; "
               "`tests/test_pretrained.py` re-evaluates a fixed subset of the test split.")
     card = replace_section(card, "Errors", errors, "Hyperparameters and training")

@@ -1,57 +1,77 @@
-"""Per-atom energy readout: K heads, each an MLP with SiLU between layers plus an optional
-linear term. One head is the plain CACE readout; several heads are a shallow ensemble whose
-mean is the prediction and whose spread is the uncertainty."""
+"""Per-atom energy readout: the CACE readout (an MLP with SiLU between layers plus an optional
+linear term) and, for models that carry an uncertainty, K deviation heads: small MLPs whose
+outputs, centred over the heads, are added to it. Member k predicts base + (d_k - mean_j d_j),
+so the members' mean is the base readout exactly: adding heads to a trained model leaves its
+predictions as they were, and the heads' spread is the uncertainty."""
 
 import torch
 
 
-class Readout(torch.nn.Module):
-    """eps_ik = MLP_k(x_i) + Linear_k(x_i), in eV. Input [N, F]; output [N, K].
+def _stacked_mlp(module: torch.nn.Module, prefix: str, widths: list[int], n_heads: int) -> None:
+    """Register the weights of ``n_heads`` MLPs of ``widths`` on ``module``, stacked per layer:
+    ``{prefix}weight_l`` [K, in, out] and ``{prefix}bias_l`` [K, out] (torch.nn.Linear's
+    default initialisation)."""
+    for k in range(len(widths) - 1):
+        bound = 1.0 / widths[k] ** 0.5
+        module.register_parameter(f"{prefix}weight_{k}", torch.nn.Parameter(
+            torch.empty(n_heads, widths[k], widths[k + 1], dtype=torch.float64).uniform_(-bound, bound)))
+        module.register_parameter(f"{prefix}bias_{k}", torch.nn.Parameter(
+            torch.empty(n_heads, widths[k + 1], dtype=torch.float64).uniform_(-bound, bound)))
 
-    ``hidden`` lists the hidden widths; every layer has a bias and the last one is linear. The
-    heads' weights are stacked (``weight_l`` [K, in, out], ``bias_l`` [K, out], ``linear_weight``
-    [F, K], ``linear_bias`` [K]) so all heads run in one matrix product per layer.
+
+def _run_stacked_mlp(module: torch.nn.Module, prefix: str, n_layers: int, x: torch.Tensor) -> torch.Tensor:
+    """[n, F] -> [n, K]: every head of a stacked MLP, the first layer of all in one product."""
+    w0 = getattr(module, f"{prefix}weight_0")
+    n, k = x.shape[0], w0.shape[0]
+    h = (x @ w0.permute(1, 0, 2).reshape(w0.shape[1], -1)).view(n, k, w0.shape[2]) + getattr(module, f"{prefix}bias_0")
+    for layer in range(1, n_layers):
+        h = torch.nn.functional.silu(h)
+        h = torch.einsum("nki,kio->nko", h, getattr(module, f"{prefix}weight_{layer}")) + getattr(
+            module, f"{prefix}bias_{layer}")
+    return h.squeeze(-1)
+
+
+class Readout(torch.nn.Module):
+    """eps_ik = MLP(x_i) + Linear(x_i) + d_k(x_i) - mean_j d_j(x_i), in eV. Input [N, F]; output
+    [N, K] (K = 1: the plain readout, no deviation heads).
+
+    ``hidden`` lists the hidden widths of the base MLP; every layer has a bias and the last one
+    is linear. Deviation heads have one hidden layer of ``hidden[-1]`` units. Weights are stored
+    stacked (``weight_l`` [1, in, out], ``dev_weight_l`` [K, in, out], ...).
     """
 
     def __init__(self, n_features: int, hidden: list[int], add_linear: bool = True, n_heads: int = 1):
         super().__init__()
         self.widths = [n_features, *hidden, 1]
+        self.dev_widths = [n_features, hidden[-1] if hidden else 16, 1]
         self.n_heads = n_heads
-        for k in range(len(self.widths) - 1):
-            w_in, w_out = self.widths[k], self.widths[k + 1]
-            bound = 1.0 / w_in**0.5  # torch.nn.Linear's default initialisation
-            self.register_parameter(f"weight_{k}", torch.nn.Parameter(
-                torch.empty(n_heads, w_in, w_out, dtype=torch.float64).uniform_(-bound, bound)))
-            self.register_parameter(f"bias_{k}", torch.nn.Parameter(
-                torch.empty(n_heads, w_out, dtype=torch.float64).uniform_(-bound, bound)))
+        _stacked_mlp(self, "", self.widths, 1)
+        if n_heads > 1:
+            _stacked_mlp(self, "dev_", self.dev_widths, n_heads)
         self.add_linear = add_linear
         if add_linear:
             bound = 1.0 / n_features**0.5
             self.linear_weight = torch.nn.Parameter(
-                torch.empty(n_features, n_heads, dtype=torch.float64).uniform_(-bound, bound))
-            self.linear_bias = torch.nn.Parameter(torch.empty(n_heads, dtype=torch.float64).uniform_(-bound, bound))
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.widths) - 1
+                torch.empty(n_features, 1, dtype=torch.float64).uniform_(-bound, bound))
+            self.linear_bias = torch.nn.Parameter(torch.empty(1, dtype=torch.float64).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, k = x.shape[0], self.n_heads
-        w0 = self.weight_0
-        # first layer of every head in one product: [n, F] @ [F, K * out]
-        h = (x @ w0.permute(1, 0, 2).reshape(w0.shape[1], -1)).view(n, k, -1) + self.bias_0
-        for layer in range(1, self.n_layers):
-            h = torch.nn.functional.silu(h)
-            h = torch.einsum("nki,kio->nko", h, getattr(self, f"weight_{layer}")) + getattr(self, f"bias_{layer}")
-        out = h.squeeze(-1)
+        out = _run_stacked_mlp(self, "", len(self.widths) - 1, x)  # [n, 1]
         if self.add_linear:
             out = out + x @ self.linear_weight + self.linear_bias
+        if self.n_heads > 1:
+            dev = _run_stacked_mlp(self, "dev_", len(self.dev_widths) - 1, x)  # [n, K]
+            out = out + (dev - dev.mean(dim=-1, keepdim=True))
         return out
 
+    def deviation_parameters(self) -> list[torch.nn.Parameter]:
+        """The deviation heads' weights (empty for one head): what trains the uncertainty alone."""
+        return [p for name, p in self.named_parameters() if name.startswith("dev_")]
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # model files written before the heads were stacked hold torch.nn.Linear layers
-        # (mlp.{2l}.weight [out, in]) and linear.weight [1, F]: one head, restacked here
-        for layer in range(self.n_layers):
+        # model files written before the readout was stacked hold torch.nn.Linear layers
+        # (mlp.{2l}.weight [out, in]) and linear.weight [1, F]: restacked here
+        for layer in range(len(self.widths) - 1):
             for kind in ("weight", "bias"):
                 old = state_dict.pop(f"{prefix}mlp.{2 * layer}.{kind}", None)
                 if old is not None:

@@ -91,6 +91,7 @@ class TrainingSettings:
     seed: int = 0
     valid_every: int = 1
     checkpoint_every: int = 1
+    trainable: str = "all"  # or "heads": only the deviation heads train (the uncertainty; predictions unchanged)
 
 
 @dataclass
@@ -188,6 +189,8 @@ class TrainConfig:
             raise ValueError("training.dtype must be 'float32' or 'float64'")
         if not (isinstance(self.e0, dict) or self.e0 in ("fit", "parent")):
             raise ValueError("e0 must be 'fit', 'parent' (with init) or a mapping of element to energy in eV")
+        if t.trainable not in ("all", "heads"):
+            raise ValueError(f"training.trainable must be 'all' or 'heads', got {t.trainable!r}")
         if self.e0 == "parent" and not self.init:
             raise ValueError("e0: parent needs init: (the parent model)")
         if any(s.energy_nll < 0 for s in t.loss):

@@ -43,7 +43,7 @@ from .data import (
 
 GPA = 160.21766208  # eV/A^3 -> GPa
 NLL_VARIANCE_FLOOR = 1e-4**2  # (eV/atom)^2: 0.1 meV/atom, keeps the likelihood finite
-HEAD_NOISE = 0.05  # heads started from a parent's head: weights + Gaussian noise of this times their mean size
+CHILD_OWN = ("uncertainty_scale", "estimate_element_scale", "head_offsets")  # set by the child's calibration
 # a model started from a parent may change these config keys; the rest is the parent's architecture
 PARENT_MAY_CHANGE = ("n_heads", "zbl_radii")
 
@@ -105,25 +105,34 @@ def learning_rate(step: int, steps_per_epoch: int, cfg) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
 
 
-def loss_terms(model: CACE, batch: Batch, stress: bool, nll: bool = False) -> dict[str, torch.Tensor]:
+def loss_terms(model: CACE, batch: Batch, stress: bool, nll: bool = False, forces: bool = True) -> dict[str, torch.Tensor]:
     """Mean squared errors (with graph), each structure's terms scaled by its weight: energy per
     atom (eV/atom)^2, forces (eV/A)^2 and stress (eV/A^3)^2 over the structures that have a
     stress label; with ``nll`` the Gaussian negative log-likelihood of the energy per atom under
-    the heads' spread (the mean held fixed: it trains the spread, the squared errors the mean)."""
-    out = model(batch.graph, forces=True, stress=stress, training=True, uncertainty=nll)
+    the heads' spread (the mean held fixed: it trains the spread, the squared errors the mean).
+    ``forces=False`` skips the forces (and their backward pass) when their weight is zero."""
+    out = model(batch.graph, forces=forces, stress=stress, training=True, uncertainty=nll)
     n = batch.n_atoms.to(torch.float64)
     w = batch.weight
-    w_atom = w[batch.graph.batch][:, None]
-    terms = {"energy": (w * ((out["energy"] - batch.energy) / n) ** 2).mean(),
-             "forces": (w_atom * (out["forces"].to(torch.float64) - batch.forces) ** 2).mean()}
+    terms = {"energy": (w * ((out["energy"] - batch.energy) / n) ** 2).mean()}
+    if forces:
+        w_atom = w[batch.graph.batch][:, None]
+        terms["forces"] = (w_atom * (out["forces"].to(torch.float64) - batch.forces) ** 2).mean()
     if stress and batch.stress is not None and bool(batch.has_stress.any()):
         diff = (out["stress"].to(torch.float64) - batch.stress)[batch.has_stress]
         terms["stress"] = (w[batch.has_stress][:, None, None] * diff**2).mean()
     if nll:
-        var = (out["energy_members"] / n[:, None]).var(dim=-1, correction=0) + NLL_VARIANCE_FLOOR
-        resid = batch.energy / n - (out["energy"] / n).detach()
-        terms["energy_nll"] = (w * 0.5 * (torch.log(var) + resid**2 / var)).mean()
+        terms["energy_nll"] = (w * energy_nll(out, batch)).mean()
     return terms
+
+
+def energy_nll(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+    """Per structure, the Gaussian negative log-likelihood of the energy per atom under the
+    heads' spread (variance floored at NLL_VARIANCE_FLOOR), the mean held fixed."""
+    n = batch.n_atoms.to(torch.float64)
+    var = (out["energy_members"] / n[:, None]).var(dim=-1, correction=0) + NLL_VARIANCE_FLOOR
+    resid = batch.energy / n - (out["energy"] / n).detach()
+    return 0.5 * (torch.log(var) + resid**2 / var)
 
 
 def evaluate(model: CACE, frames: list[Frame], device: torch.device, batch_size: int = 16) -> dict:
@@ -131,11 +140,14 @@ def evaluate(model: CACE, frames: list[Frame], device: torch.device, batch_size:
     (meV/A) and stress (GPa, frames with a stress label only)."""
     if not frames:
         return {}
-    e_err, f_err, s_err = [], [], []
+    e_err, f_err, s_err, nll = [], [], [], []
     with_stress = any(f.stress is not None for f in frames)
+    heads = model.n_heads > 1
     for batch in batches(frames, batch_size, shuffle=False):
         batch = batch.to(device)
-        out = model(batch.graph, forces=True, stress=with_stress)
+        out = model(batch.graph, forces=True, stress=with_stress, uncertainty=heads)
+        if heads:
+            nll.append(energy_nll(out, batch).cpu().numpy())
         e_err.append(((out["energy"] - batch.energy) / batch.n_atoms).cpu().numpy())
         f_err.append((out["forces"].to(torch.float64) - batch.forces).cpu().numpy().ravel())
         if with_stress and batch.stress is not None:
@@ -148,6 +160,8 @@ def evaluate(model: CACE, frames: list[Frame], device: torch.device, batch_size:
     if s_err:
         s = np.concatenate(s_err) * GPA
         res.update(stress_rmse_gpa=_rmse(s), stress_mae_gpa=float(np.abs(s).mean()))
+    if nll:
+        res["energy_nll"] = float(np.concatenate(nll).mean())
     return res
 
 
@@ -277,9 +291,15 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
         with torch.no_grad():
             model.e0.copy_(torch.from_numpy(e0))
     model = model.to(device=device, dtype=dtype).train()
-    model.requires_grad_(True)
+    model.requires_grad_(t.trainable == "all")
+    if t.trainable == "heads":
+        if model.n_heads < 2:
+            raise ValueError("training.trainable: heads needs a model with several heads (model.n_heads > 1)")
+        for p in model.readout.deviation_parameters():
+            p.requires_grad_(True)
     ema = EMA(model, t.ema_decay)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
+                                 weight_decay=t.weight_decay)
     rng = np.random.default_rng(t.seed)
     start_epoch, step, best, history_best_epoch = 0, 0, math.inf, -1
 
@@ -331,7 +351,8 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             lr = learning_rate(step, steps_per_epoch, t)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            terms = loss_terms(model, batch.to(device), use_stress and stage.stress > 0, nll)
+            terms = loss_terms(model, batch.to(device), use_stress and stage.stress > 0, nll,
+                               forces=stage.forces > 0 or (use_stress and stage.stress > 0))
             loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}, step {step}; "
@@ -363,6 +384,8 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
                      + weights["forces"] * (metrics["forces_rmse_mev_per_a"] * 1e-3) ** 2)
             if "stress_rmse_gpa" in metrics:
                 vloss += weights["stress"] * (metrics["stress_rmse_gpa"] / GPA) ** 2
+            if "energy_nll" in metrics:
+                vloss += weights["energy_nll"] * metrics["energy_nll"]
             record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_structures"},
                           valid_loss=vloss)
             if vloss < best:
@@ -434,23 +457,18 @@ def _parent_and_config(init: str, model_dict: dict, elements: list[int] | None) 
 
 
 def _start_from_parent(model: CACE, parent: CACE) -> None:
-    """Copy the parent's weights into ``model`` (same architecture). The readout's heads are
-    the parent's, cycled; heads beyond the parent's own get Gaussian noise of HEAD_NOISE times
-    the mean size of each weight tensor's entries, so that the members differ."""
+    """Copy the parent's weights into ``model`` (same architecture; the readout's base is the
+    parent's, its deviation heads are the parent's when it has as many, else freshly
+    initialised). The ZBL core and the calibration are the child's own."""
     state = model.state_dict()
-    gen = torch.Generator().manual_seed(0)
     for key, value in parent.state_dict().items():
-        if key.startswith("readout.") and value.shape[0] == parent.n_heads and key != "readout.linear_weight":
-            heads = [value[k % parent.n_heads] for k in range(model.n_heads)]
-            for k in range(parent.n_heads, model.n_heads):
-                noise = torch.randn(heads[k].shape, generator=gen, dtype=torch.float64)
-                heads[k] = heads[k] + HEAD_NOISE * value.abs().mean().clamp_min(1e-3) * noise
-            value = torch.stack(heads)
-        elif key == "readout.linear_weight":
-            value = value[:, torch.arange(model.n_heads) % parent.n_heads]
-        elif key.startswith("zbl.") or key == "uncertainty_scale":
-            continue  # the child's own (its data, its calibration)
+        if key.startswith("zbl.") or key in CHILD_OWN:
+            continue
+        if key.startswith("readout.dev_") and state.get(key) is not None and state[key].shape != value.shape:
+            continue  # another number of heads: the child's fresh ones
         if key not in state:
+            if key.startswith("readout.dev_"):
+                continue  # the child has one head: the parent's deviations are dropped
             raise ValueError(f"the parent model has {key!r}, which the child model lacks")
         state[key] = value.to(state[key].dtype)
     model.load_state_dict(state)
