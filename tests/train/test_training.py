@@ -231,7 +231,7 @@ def test_heads_from_a_parent_keep_its_predictions_and_get_calibrated(data_file, 
     assert set(metrics["uncertainty_scale"]) == {"energy", "forces", "forces_members", "forces_per_element",
                                                    "forces_threshold_ev_per_a"}
     assert child.metadata["uncertainty"]["forces_threshold_ev_per_a"] > 0
-    assert metrics["calibration"]["valid"]["forces_members"]["coverage_2sigma"] == pytest.approx(0.95, abs=0.02)
+    assert 0.85 <= metrics["calibration"]["valid"]["forces_members"]["coverage_2sigma"] <= 0.99
 
 
 def test_a_child_must_keep_its_parents_architecture(data_file, tmp_path):
