@@ -144,7 +144,11 @@ class CACECalculator(Calculator):
         out.pop("forces_uncertainty_estimate", None)
         out = {k: v.to("cpu", torch.float64).numpy() for k, v in out.items()}
         if stress:  # only fully periodic structures have a stress; drop the others' values
-            out["stress"][~graph.pbc.all(dim=1).cpu().numpy()] = 0.0
+            open_cells = ~graph.pbc.all(dim=1).cpu().numpy()
+            out["stress"][open_cells] = 0.0
+            if "stress_members" in out:
+                out["stress_members"][:, open_cells] = 0.0
+                out["stress_uncertainty"][open_cells] = 0.0
         for k, v in out.items():
             if not np.isfinite(v).all():
                 bad = [n for n, t in self.model.state_dict().items()

@@ -438,7 +438,7 @@ def add_eval(sub):
                    help="atoms per batched model call (default 20000 on a GPU, 500 on a CPU, where bigger "
                         "batches are slower; lower it if memory runs out)")
     p.add_argument("--uncertainty", action="store_true",
-                   help="add the calibrated one-sigma uncertainties (models with several heads): energy_uncertainty "
+                   help="add the calibrated one-sigma uncertainties (models with several heads; forces: the members' spread): energy_uncertainty "
                         "(eV) per structure, energies_uncertainty (eV) and forces_uncertainty (eV/A) per atom in "
                         "the output; with labels, how well they cover the errors")
     p.add_argument("--select", type=int, metavar="N",

@@ -336,8 +336,9 @@ def evaluate_structures(images: Sequence[Atoms], model: str | os.PathLike | CACE
     progress: show a progress bar (None: only on a terminal).
     uncertainty: add each structure's ``energy_uncertainty`` (info, eV) and per-atom
         ``energies_uncertainty`` (eV) and ``forces_uncertainty`` (eV/A) arrays (models with
-        several heads; see :class:`~cace_calc.CACECalculator`), and their calibration against
-        the labels to the metrics.
+        several heads), and their calibration against the labels to the metrics. The force
+        sigma is the members' (``CACECalculator(..., uncertainty="members")``: one backward
+        pass per head, the better ranking of errors; evaluation is not MD).
 
     Every structure is checked (elements, finite positions, cell) before any work. Returns an
     :class:`EvalResult`; the input structures are not modified.
@@ -350,7 +351,7 @@ def evaluate_structures(images: Sequence[Atoms], model: str | os.PathLike | CACE
     if max_atoms is not None and max_atoms < 1:
         raise ValueError(f"max_atoms must be at least 1, got {max_atoms}")
     calc = (model if isinstance(model, BaseCalculator)
-            else CACECalculator(model, device=device, dtype=dtype, uncertainty=uncertainty))
+            else CACECalculator(model, device=device, dtype=dtype, uncertainty="members" if uncertainty else False))
     if uncertainty and not getattr(calc, "uncertainty", False):
         raise ValueError("uncertainty=True needs a CACE model with several heads, or a CACECalculator made "
                          "with uncertainty=True")

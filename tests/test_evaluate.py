@@ -176,7 +176,7 @@ def heads_file(tmp_path_factory):
 
 def test_uncertainty_in_the_output_and_its_calibration_metrics(heads_file):
     images = structures()
-    calc = CACECalculator(heads_file, uncertainty=True)
+    calc = CACECalculator(heads_file, uncertainty="members")
     res = evaluate_structures(labelled(images, calc), heads_file, uncertainty=True)
     for atoms, ref in zip(res.images, calc.calculate_batch(images)):
         assert atoms.info["energy_uncertainty"] == pytest.approx(ref["energy_uncertainty"])
