@@ -321,6 +321,15 @@ CALIBRATION_NOTES = {
         "factor comes from 14 validation structures. What sigma must do, grow where the model is outside "
         "its data, the default estimate does: 9x on the liquid compressed to 1.5x density (the issue asks "
         "3x), 3x on a slab; the members' force spread grows less (1.7x), their energies 98x."),
+    "nbmotaw": (
+        "Here the members' force sigma ranks the errors well (Spearman 0.82 per atom on the test split; "
+        "`cace-calc eval --uncertainty` and i-PI use it) and the cheap estimate that MD and LAMMPS watch "
+        "does not (0.15): it tells a structure far from the data (melts, surfaces, the next table) but not "
+        "which atom of a known kind of structure is off. The energy sigma is too wide on most groups "
+        "(two-sigma coverage 0.99 on the test split, 1.0 on the SNAP set; the issue asks at most 0.99): the "
+        "validation errors are heavy-tailed (AIMD and surface cells), and a Gaussian scale set by them "
+        "covers the rest with room to spare. Melts: energy sigma 4x (Mo) to 14x (Nb, W) the crystal's at "
+        "300 K (the issue asks 5x; Mo's crystal sigma, 6 meV/atom, is the highest of the four)."),
 }
 
 
