@@ -284,7 +284,7 @@ class CACE(torch.nn.Module):
                 if t == 0 or len(self.bchi):
                     sums = edge_sums(weights, tile.senders, tile.y, tile.r, self.angular.l_blocks,
                                      compiled=compiled)
-                fn = functools.partial(self._layer, t, tile)
+                fn = functools.partial(self._layer, t, tile, heads)
                 outs.append(checkpoint(fn, sums, ar, a, *features, use_reentrant=False) if recompute
                             else fn(sums, ar, a, *features))
             if t < self.config.n_layers:
@@ -292,16 +292,16 @@ class CACE(torch.nn.Module):
                 state = [(o[1], o[2]) for o in outs]
                 a_rows = state[0][0].permute(2, 0, 1, 3) if len(self.ar) else None  # [n_recv, V, C, m]
                 weights, a_rows = with_ghosts(weights, a_rows)
-        eps = torch.cat(outs)  # [n_recv, K]
-        if self.n_heads > 1:
+        eps = torch.cat(outs)  # [n_recv, K], or [n_recv, 1]: the readout alone, the members' mean
+        if heads and self.n_heads > 1:
             eps = eps - self.head_offsets.to(eps.dtype)[species[:n_recv]]
         if self.zbl is not None:
             d = (vectors * vectors).sum(dim=-1).sqrt()
             core = self.zbl(species[receivers], species[senders], d)
             eps = eps + eps.new_zeros(n_recv).index_add_(0, receivers, core.to(eps.dtype)).unsqueeze(-1)
-        return eps if heads else eps.mean(dim=-1)
+        return eps if heads else eps[:, 0]
 
-    def _layer(self, t: int, tile: _ReceiverTile, sums: torch.Tensor | None, ar: torch.Tensor | None,
+    def _layer(self, t: int, tile: _ReceiverTile, heads: bool, sums: torch.Tensor | None, ar: torch.Tensor | None,
                a_prev: torch.Tensor | None, *features: torch.Tensor):
         """Layer t on one tile of n receivers: the density A_t [V, C, n, m] (layer 0 from the
         sender embeddings, later layers from messages), B_t = Sym(A_t) and its feature rows
@@ -325,7 +325,7 @@ class CACE(torch.nn.Module):
         b = self.__dict__.get("_compiled_symmetrizer", self.symmetrizer)(a)  # [S, C, n, m]
         features = (*features, b.permute(2, 3, 0, 1).reshape(n, -1))  # CACE's (m, s, c) order
         if t == self.config.n_layers:
-            return self.readout(torch.stack(features, dim=-1).reshape(n, -1))
+            return self.readout(torch.stack(features, dim=-1).reshape(n, -1), heads=heads)
         next_weights = None
         if len(self.bchi):
             w = self.bchi[t](features[-1]).reshape(n, -1, n_emb, n_emb)  # [n, L, a, b]
@@ -387,8 +387,9 @@ class CACE(torch.nn.Module):
         need_grad = forces or stress
         if need_grad and not vectors.requires_grad:
             vectors.requires_grad_(True)
-        eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders, heads=True)
-        eps = eps_heads.mean(dim=-1)
+        eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
+                                         heads=uncertainty or members)
+        eps = eps_heads.mean(dim=-1) if eps_heads.dim() == 2 else eps_heads
         # E0 is large (~100 eV per atom): energies are accumulated in float64 whatever the dtype
         e0 = self.e0[graph.species]
         energies = eps.to(torch.float64) + e0

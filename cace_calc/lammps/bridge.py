@@ -183,8 +183,8 @@ class PairCACE:
         vectors = vectors.to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
             heads = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
-                                               exchange=exchange, heads=True)
-            local = heads.mean(dim=-1)  # atomic_energies' own mean over heads
+                                               exchange=exchange, heads=self.uncertainty)
+            local = heads.mean(dim=-1) if self.uncertainty else heads  # the members' mean: the readout
             # the ghosts' rows enter the objective with weight zero, so that every exchange's
             # backward (a reverse communication) runs on every rank, whatever its graph; the
             # exchanges are chained, so that it runs them in the same order everywhere

@@ -55,11 +55,13 @@ class Readout(torch.nn.Module):
                 torch.empty(n_features, 1, dtype=torch.float64).uniform_(-bound, bound))
             self.linear_bias = torch.nn.Parameter(torch.empty(1, dtype=torch.float64).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, heads: bool = True) -> torch.Tensor:
+        """Every member's per-atom energy [n, K]; ``heads=False``: their mean, the readout alone
+        [n, 1] (the deviation heads are not evaluated)."""
         out = _run_stacked_mlp(self, "", len(self.widths) - 1, x)  # [n, 1]
         if self.add_linear:
             out = out + x @ self.linear_weight + self.linear_bias
-        if self.n_heads > 1:
+        if heads and self.n_heads > 1:
             dev = _run_stacked_mlp(self, "dev_", len(self.dev_widths) - 1, x)  # [n, K]
             out = out + (dev - dev.mean(dim=-1, keepdim=True))
         return out
