@@ -33,6 +33,8 @@ from .model import CACE
 __all__ = ["EvalResult", "error_metrics", "evaluate_structures", "read_structures", "reference_labels",
            "select_uncertain"]
 
+OFFSET_DOMINATES = 5.0  # an offset this many times the RMSE left after removing it "dominates"
+OFFSET_MIN_MEV = 5.0  # meV/atom: smaller offsets are not worth a word
 SELECT_MIN_RMSD = 0.2  # A: frames of the same atoms closer than this (RMS displacement) count as one
 
 # keys a SinglePointCalculator with our results writes to extended XYZ; input values under these
@@ -72,6 +74,14 @@ class EvalResult:
                 digits = 4 if key == "stress" else 2
                 lines.append(f"  {label + ' (' + unit + ')':28s} {m[key + '_n']:10d} {rmse:10.{digits}f} "
                              f"{mae:10.{digits}f}")
+        if "energy_offset_mev_per_atom" in m:
+            offset, rest = m["energy_offset_mev_per_atom"], m["energy_rmse_after_offset_mev_per_atom"]
+            lines.append(f"  energy per atom: mean offset {offset:+.2f} meV/atom, RMSE after removing it "
+                         f"{rest:.2f} meV/atom")
+            if abs(offset) > OFFSET_DOMINATES * max(rest, 1e-3) and abs(offset) > OFFSET_MIN_MEV:
+                lines.append("  the energy error is almost all one constant per atom: the labels probably use another "
+                             "energy reference (other DFT code, pseudopotentials or settings); compare energy "
+                             "differences, or fine-tune the model on them")
         if "uncertainty" in m:
             lines.append(f"uncertainty against the errors:\n  {'quantity':28s} {'within 1 sigma':>15s} "
                          f"{'within 2 sigma':>15s} {'rank corr.':>11s}")
@@ -174,7 +184,10 @@ def error_metrics(predictions: Sequence[dict], references: Sequence[dict], n_ato
 
     Returns ``n_structures`` and, per labelled quantity, ``<q>_n`` (structures) with RMSE and MAE:
     ``energy_{rmse,mae}_mev_per_atom`` (energy per atom), ``forces_{rmse,mae}_mev_per_a`` (force
-    components), ``stress_{rmse,mae}_gpa`` (3x3 stress components). Empty without labels.
+    components), ``stress_{rmse,mae}_gpa`` (3x3 stress components); and the energy per atom's
+    mean error ``energy_offset_mev_per_atom`` with the RMSE left after removing it,
+    ``energy_rmse_after_offset_mev_per_atom`` (a constant offset is another energy reference, not
+    a worse model). Empty without labels.
     """
     if not len(predictions) == len(references) == len(n_atoms):
         raise ValueError("predictions, references and n_atoms must have the same length")
@@ -195,6 +208,9 @@ def error_metrics(predictions: Sequence[dict], references: Sequence[dict], n_ato
             metrics[f"{key}_n"] = len(errs)
             metrics[f"{key}_rmse_{suffix}"] = float(np.sqrt(np.mean(x**2)))
             metrics[f"{key}_mae_{suffix}"] = float(np.mean(np.abs(x)))
+            if key == "energy":  # a constant per-atom offset (another energy reference) apart
+                metrics["energy_offset_mev_per_atom"] = float(np.mean(x))
+                metrics["energy_rmse_after_offset_mev_per_atom"] = float(np.std(x))
     if metrics:
         metrics = {"n_structures": len(predictions), **metrics}
     if metrics and "energy_uncertainty" in predictions[0]:

@@ -55,6 +55,26 @@ def test_metrics_of_known_offsets(model_file):
     # Voigt +0.001 on all six becomes +0.001 on all nine 3x3 components
     assert m["stress_rmse_gpa"] == pytest.approx(1e-3 / units.GPa, rel=1e-9)
     assert "energy per atom (meV/atom)" in res.table() and "stress (GPa)" in res.table()
+    # the +1 meV/atom of the labels is one constant: all offset, nothing left after removing it
+    assert m["energy_offset_mev_per_atom"] == pytest.approx(-1.0, abs=1e-9)
+    assert m["energy_rmse_after_offset_mev_per_atom"] == pytest.approx(0.0, abs=1e-9)
+    assert "mean offset -1.00 meV/atom" in res.table()
+    assert "another energy reference" not in res.table()  # 1 meV/atom is not worth a word
+
+
+def test_an_energy_reference_change_is_reported_as_such(model_file):
+    calc = CACECalculator(model_file)
+    images = structures()
+    shifted = []
+    for k, (atoms, res) in enumerate(zip(images, calc.calculate_batch(images))):
+        a = atoms.copy()  # another reference: -151 eV per atom, plus 2 meV/atom of scatter
+        a.calc = SinglePointCalculator(a, energy=res["energy"] - 151.0 * len(a) + (k - 1) * 2e-3 * len(a),
+                                       forces=res["forces"])
+        shifted.append(a)
+    res = evaluate_structures(shifted, calc, progress=False)
+    assert res.metrics["energy_offset_mev_per_atom"] == pytest.approx(151000.0, abs=1e-3)
+    assert res.metrics["energy_rmse_after_offset_mev_per_atom"] == pytest.approx(np.std([-2.0, 0.0, 2.0]), abs=1e-6)
+    assert "probably use another energy reference" in res.table()
 
 
 def test_error_metrics_by_hand():
