@@ -114,6 +114,43 @@ def run_train(args) -> int:
     return 0
 
 
+def add_finetune(sub):
+    p = sub.add_parser(
+        "finetune", help="adapt a trained model to your own labelled structures",
+        description="Fine-tune MODEL (a pretrained name or model file) on the labelled structures in DATA "
+                    "(energies and forces; stress is used when every structure has one), keeping its "
+                    "architecture: E0 refitted to the data's energy reference (unless --keep-e0), a small "
+                    "learning rate, EMA, the best epoch on the validation structures and an early stop. "
+                    "Writes model.pt (naming the parent and the data), log.jsonl, metrics.json and errors.json "
+                    "(before/after) to --output and prints the errors before and after.",
+        epilog="examples:\n  cace-calc finetune water my_frames.xyz --output ft-water\n"
+               "  cace-calc finetune nbmotaw a.xyz b.xyz --epochs 50 --valid-fraction 0.1 --keep-e0")
+    p.add_argument("model", help=_MODEL_HELP)
+    p.add_argument("data", nargs="+", metavar="DATA", help="labelled structure files (extended XYZ or any ASE reads)")
+    p.add_argument("--output", default="finetuned", metavar="DIR", help="output folder (default ./finetuned)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="most epochs (default 100; stops early)")
+    p.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
+                   help="fraction of the structures that pick the best epoch (default 0.2, at least one)")
+    p.add_argument("--keep-e0", action="store_true", help="keep the parent's per-element reference energies")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    p.set_defaults(run=run_finetune)
+
+
+def run_finetune(args) -> int:
+    import torch
+
+    from .train.finetune import EPOCHS, finetune
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = finetune(args.model, args.data, output=args.output, epochs=args.epochs or EPOCHS,
+                   valid_fraction=args.valid_fraction, device=args.device, keep_e0=args.keep_e0)
+    print(res.table)
+    print(f"wrote {res.run.output / 'model.pt'} (use it as --model)")
+    return 0
+
+
 _STRUCTURE_HELP = ("a structure file ase.io.read reads (last frame) or a shorthand KIND:SYMBOL[:A], KIND one of "
                    "sc fcc bcc hcp diamond, A the lattice constant in A (primitive cell), e.g. bcc:W:3.17")
 
@@ -651,7 +688,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-COMMANDS = (add_info, add_eval, add_md, add_pimd, add_ipi, add_phonons, add_elastic, add_train, add_convert,
+COMMANDS = (add_info, add_eval, add_md, add_pimd, add_ipi, add_phonons, add_elastic, add_train, add_finetune, add_convert,
             add_lammps)
 
 

@@ -17,7 +17,9 @@ Example::
       zbl_radii: auto           # the ZBL core below 0.95x each pair's shortest distance in the
                                 # training data (the default; null: no core)
     e0: fit                     # least squares on the training set, or {"H": -13.6, ...} in eV,
-                                # or parent (with init: the parent model's)
+                                # or parent (with init: the parent model's), or refit (the
+                                # parent's plus a least-squares fit of its residuals: a new
+                                # energy reference)
     training:
       epochs: 200
       batch_size: 4
@@ -50,7 +52,7 @@ class ExtraData:
 class DataSettings:
     """Where the labelled structures come from and how they are split."""
 
-    train: str
+    train: str | list[str]  # one file, or several read one after the other
     valid: str | None = None
     test: str | None = None
     valid_fraction: float = 0.05
@@ -92,6 +94,7 @@ class TrainingSettings:
     valid_every: int = 1
     checkpoint_every: int = 1
     trainable: str = "all"  # or "heads": only the deviation heads train (the uncertainty; predictions unchanged)
+    patience: int | None = None  # stop when the validation loss has not improved for this many epochs
 
 
 @dataclass
@@ -120,7 +123,9 @@ class TrainConfig:
             raise ValueError("data.train (the training file) is missing")
         base = Path(base)
         for key in ("train", "valid", "test"):
-            if data.get(key):
+            if isinstance(data.get(key), list):
+                data[key] = [str(_resolve(p, base)) for p in data[key]]
+            elif data.get(key):
                 data[key] = str(_resolve(data[key], base))
         extra = []
         for e in data.pop("extra", None) or []:
@@ -187,12 +192,14 @@ class TrainConfig:
             raise ValueError("training.ema_decay must be in [0, 1)")
         if t.dtype not in ("float32", "float64"):
             raise ValueError("training.dtype must be 'float32' or 'float64'")
-        if not (isinstance(self.e0, dict) or self.e0 in ("fit", "parent")):
-            raise ValueError("e0 must be 'fit', 'parent' (with init) or a mapping of element to energy in eV")
+        if not (isinstance(self.e0, dict) or self.e0 in ("fit", "parent", "refit")):
+            raise ValueError("e0 must be 'fit', 'parent' or 'refit' (with init) or a mapping of element to energy in eV")
+        if t.patience is not None and t.patience < 1:
+            raise ValueError("training.patience must be at least 1 epoch (or null)")
         if t.trainable not in ("all", "heads"):
             raise ValueError(f"training.trainable must be 'all' or 'heads', got {t.trainable!r}")
-        if self.e0 == "parent" and not self.init:
-            raise ValueError("e0: parent needs init: (the parent model)")
+        if self.e0 in ("parent", "refit") and not self.init:
+            raise ValueError(f"e0: {self.e0} needs init: (the parent model)")
         if any(s.energy_nll < 0 for s in t.loss):
             raise ValueError("training.loss energy_nll weights must be >= 0")
 

@@ -52,7 +52,13 @@ def read_structures(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
         from ..data import development_data_hint
 
         raise DataError(f"data file {str(path)!r} does not exist{development_data_hint(path)}")
-    images = read(path, index)
+    if os.path.getsize(path) == 0:
+        raise DataError(f"no structures in {str(path)!r}: the file is empty")
+    try:
+        images = read(path, index)
+    except Exception as e:  # ASE raises many kinds for a file it cannot parse
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"cannot read {str(path)!r}: {reason}") from None
     images = images if isinstance(images, list) else [images]
     if not images:
         raise DataError(f"no structures in {str(path)!r}")

@@ -172,7 +172,7 @@ def _rmse(x: np.ndarray) -> float:
 def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, stress: bool):
     """Train / validation / test frames and the indices (into the train file) of each."""
     d = cfg.data
-    images = read_structures(d.train)
+    images = [a for path in ([d.train] if isinstance(d.train, str) else d.train) for a in read_structures(path)]
     if d.max_structures:
         images = images[: d.max_structures]
     if elements is None:
@@ -189,10 +189,11 @@ def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, str
         train_idx, valid_idx = idx[tr], idx[va]
     else:
         train_idx, valid_idx = idx, np.array([], dtype=int)
+    source = d.train if isinstance(d.train, str) else ", ".join(d.train)
     mk = lambda ims, src: make_frames(ims, elements, cutoff, stress=stress, source=src)
-    train = mk([images[i] for i in train_idx], d.train)
-    valid = mk([images[i] for i in valid_idx], d.train) if d.valid is None else mk(read_structures(d.valid), d.valid)
-    test = mk([images[i] for i in test_idx], d.train) if d.test is None else mk(read_structures(d.test), d.test)
+    train = mk([images[i] for i in train_idx], source)
+    valid = mk([images[i] for i in valid_idx], source) if d.valid is None else mk(read_structures(d.valid), d.valid)
+    test = mk([images[i] for i in test_idx], source) if d.test is None else mk(read_structures(d.test), d.test)
     split = {"train": train_idx.tolist(), "valid": valid_idx.tolist(), "test": test_idx.tolist()}
     for e in d.extra:
         extra = read_structures(e.path)
@@ -286,7 +287,12 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             for i in range(len(elements)) for j in range(i, len(elements))))
     if parent is not None:
         _start_from_parent(model, parent)
-    if cfg.e0 != "parent":
+    if cfg.e0 == "refit":
+        delta = _e0_correction(model, train_frames)
+        with torch.no_grad():
+            model.e0.add_(torch.from_numpy(delta))
+        log(f"E0 refitted on the training data: parent's E0 + ({', '.join(f'{x:+.4f}' for x in delta)}) eV")
+    elif cfg.e0 != "parent":
         e0 = _e0_values(cfg, train_frames, elements)
         with torch.no_grad():
             model.e0.copy_(torch.from_numpy(e0))
@@ -399,13 +405,19 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             log(msg + f"  ({record['time_s']:.0f} s){'  *' if history_best_epoch == epoch else ''}")
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if (epoch + 1) % t.checkpoint_every == 0 or last:
+        stop = t.patience is not None and epoch - history_best_epoch >= t.patience and not last
+        if stop:
+            log(f"stopping early: the validation loss has not improved for {t.patience} epochs (best: epoch "
+                f"{history_best_epoch})")
+        if (epoch + 1) % t.checkpoint_every == 0 or last or stop:
             _atomic_write({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "ema": ema.state_dict(), "rng": rng.bit_generator.state,
                            "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step,
                            "best": best, "best_epoch": history_best_epoch,
                            "model_config": model.config.to_dict(), "split": split, "recipe": recipe},
                           ckpt_path)
+        if stop:
+            break
 
     from ..checkpoint import load_model
 
@@ -431,6 +443,22 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     log(f"best model (epoch {history_best_epoch}) written to {out_dir / 'model.pt'}; "
         f"validation {_short(metrics['valid'])}; test {_short(metrics['test'])}")
     return TrainResult(model=best_model, metrics=metrics, output=out_dir)
+
+
+@torch.no_grad()
+def _e0_correction(model: CACE, frames: list[Frame]) -> np.ndarray:
+    """Per-element corrections to the model's E0 (eV) that best fit the frames' energies by
+    least squares on the element counts (the minimum-norm one where compositions do not fix
+    them all: all frames H2O fixes only 2 E0(H) + E0(O))."""
+    m = copy.deepcopy(model).to(dtype=torch.float64).eval()
+    nz = len(m.config.elements)
+    resid = np.concatenate([(batch.energy - m(batch.graph, forces=False)["energy"]).numpy()
+                            for batch in batches(frames, 8, shuffle=False)])
+    counts = np.stack([np.bincount(f.species, minlength=nz) for f in frames]).astype(np.float64)
+    present = counts.sum(axis=0) > 0
+    delta = np.zeros(nz)
+    delta[present] = np.linalg.lstsq(counts[:, present], resid, rcond=None)[0]
+    return delta
 
 
 def _parent_and_config(init: str, model_dict: dict, elements: list[int] | None) -> tuple[CACE, dict]:
