@@ -46,14 +46,15 @@ class FinetuneResult:
 
 def finetune_recipe(parent: str | os.PathLike, data: list[str | os.PathLike], *, output: str | os.PathLike,
                     epochs: int = EPOCHS, valid_fraction: float = 0.2, device: str = "auto",
-                    keep_e0: bool = False, stress: bool = False, seed: int = 0) -> dict:
+                    keep_e0: bool = False, stress: bool = False, seed: int = 0,
+                    valid: str | os.PathLike | None = None) -> dict:
     """The training recipe of a fine-tune (a dict for :func:`cace_calc.train.train`)."""
     loss = dict(LOSS, stress=STRESS_WEIGHT if stress else 0.0)
     return {"name": f"finetuned from {Path(str(parent)).stem if os.sep in str(parent) else parent}",
             "description": f"{parent} fine-tuned on {', '.join(str(d) for d in data)}",
             "init": str(parent), "e0": "parent" if keep_e0 else "refit",
             "data": {"train": [str(d) for d in data], "valid_fraction": valid_fraction, "test_fraction": 0.0,
-                     "seed": seed},
+                     "seed": seed, "valid": None if valid is None else str(valid)},
             "training": {"epochs": epochs, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "lr_min": LEARNING_RATE_MIN,
                          "warmup_epochs": 1, "ema_decay": 0.99, "patience": PATIENCE, "loss": [loss],
                          "device": device, "dtype": "float32", "seed": seed},
@@ -62,11 +63,12 @@ def finetune_recipe(parent: str | os.PathLike, data: list[str | os.PathLike], *,
 
 def finetune(parent: str | os.PathLike, data: list[str | os.PathLike], *, output: str | os.PathLike,
              epochs: int = EPOCHS, valid_fraction: float = 0.2, device: str = "auto", keep_e0: bool = False,
-             progress: bool | None = None, log=None) -> FinetuneResult:
+             valid: str | os.PathLike | None = None, progress: bool | None = None, log=None) -> FinetuneResult:
     """Fine-tune ``parent`` (a pretrained name or model file) on the labelled structures in the
     ``data`` files (energies and forces, eV and eV/A; stress used when every structure has one);
-    ``valid_fraction`` of them pick the best epoch and report the errors. Every structure is
-    checked before anything is trained. Returns a :class:`FinetuneResult`."""
+    ``valid_fraction`` of them pick the best epoch and report the errors (or the structures of
+    the file ``valid``, all trained on then). Every structure is checked before anything is
+    trained. Returns a :class:`FinetuneResult`."""
     from ase.data import chemical_symbols
 
     from ..checkpoint import load_model
@@ -89,12 +91,13 @@ def finetune(parent: str | os.PathLike, data: list[str | os.PathLike], *, output
                         f"{str(parent)!r} does not know (it knows {', '.join(chemical_symbols[z] for z in known)}); "
                         "train a new model with cace-calc train")
     stress = all("stress" in reference_labels(a) and a.pbc.all() for a in images)
-    if len(images) < 2:
+    if len(images) < 2 and valid is None:
         raise DataError("fine-tuning needs at least 2 labelled structures (one to train on, one to validate)")
     recipe = finetune_recipe(parent, list(data), output=output, epochs=epochs, valid_fraction=valid_fraction,
-                             device=device, keep_e0=keep_e0, stress=stress)
+                             device=device, keep_e0=keep_e0, stress=stress, valid=valid)
     run = train(recipe, progress=progress, log=log)
-    valid = [images[i] for i in run.model.metadata["split"]["valid"]]
+    valid = (read_structures(valid) if valid is not None
+             else [images[i] for i in run.model.metadata["split"]["valid"]])
     before = evaluate_structures(valid, parent, device="cpu").metrics
     after = evaluate_structures(valid, run.model, device="cpu").metrics
     table = _table(before, after, len(valid))
