@@ -468,17 +468,22 @@ def update_card(args) -> int:
                                "Hyperparameters and training")
         shutil.copyfile(Path(args.dimers).parent / "dimers.png", dest / "dimers.png")
     (dest / "README.md").write_text(card)
+    write_check(args.name, model, dest)
+    print(f"wrote {dest / 'model.pt'}, {dest / 'README.md'}")
+    return 0
+
+
+def write_check(name: str, model, dest: Path) -> None:
+    """check.json: the errors of a fixed subset of the test split, which tests/test_pretrained.py
+    reproduces."""
     import ase.io
 
     from cace_calc.evaluate import evaluate_structures
 
-    indices = sorted(meta["split"]["test"])[:N_CHECK]
-    images = [ase.io.read(DATA[args.name], index=i) for i in indices]
-    check = {"data": DATA[args.name].name, "indices": indices,
-             "metrics": evaluate_structures(images, model).metrics}
+    indices = sorted(model.metadata["split"]["test"])[:N_CHECK]
+    images = [ase.io.read(DATA[name], index=i) for i in indices]
+    check = {"data": DATA[name].name, "indices": indices, "metrics": evaluate_structures(images, model).metrics}
     (dest / "check.json").write_text(json.dumps(check, indent=1))
-    print(f"wrote {dest / 'model.pt'}, {dest / 'README.md'}")
-    return 0
 
 
 def scalars(d):
@@ -582,16 +587,7 @@ The model weights: MIT, as cace_calc. The training data keeps its own licence (a
         plots = sorted(Path(args.sanity).parent.glob("*.png"))
         if plots:
             shutil.copyfile(plots[0], dest / "sanity.png")
-    # the errors of a fixed subset of the test split, which tests/test_pretrained.py reproduces
-    import ase.io
-
-    from cace_calc.evaluate import evaluate_structures
-
-    indices = sorted(meta["split"]["test"])[:N_CHECK]
-    images = [ase.io.read(DATA[args.name], index=i) for i in indices]
-    check = {"data": DATA[args.name].name, "indices": indices,
-             "metrics": evaluate_structures(images, model).metrics}
-    (dest / "check.json").write_text(json.dumps(check, indent=1))
+    write_check(args.name, model, dest)
     print(f"wrote {dest / 'model.pt'}, {dest / 'README.md'}")
     return 0
 
