@@ -47,6 +47,21 @@ def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
             proc.wait(grace)
 
 
+def read_new_lines(path: str | os.PathLike, offset: int) -> tuple[list[str], int]:
+    """The complete lines written to the file ``path`` from byte ``offset`` on (none if it does
+    not exist yet) and the offset after them: follows a file another process is writing."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    return chunk[:end].decode(errors="replace").splitlines(), offset + end + 1
+
+
 class _Progress:
     """Follows the step column of i-PI's properties file."""
 
@@ -59,17 +74,8 @@ class _Progress:
             self.bar = tqdm(total=total, unit="step", desc="i-PI")
 
     def update(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return
-        self.offset += end + 1
-        for line in reversed(chunk[:end].decode(errors="replace").splitlines()):
+        lines, self.offset = read_new_lines(self.path, self.offset)
+        for line in reversed(lines):
             if line.strip() and not line.startswith("#"):
                 self.step = int(float(line.split()[0]))
                 break

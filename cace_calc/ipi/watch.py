@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
+from .launch import read_new_lines
+
 EXIT_FILE = "EXIT"  # i-PI ends the run softly, after the current step, when this file appears in its folder
 STOP_FRAMES = "uncertain.extxyz"  # the structures of the call that stopped the run, beside EXIT_FILE
 COLUMNS = "call structure sigma_ev_per_a atom symbol"
@@ -211,16 +213,7 @@ class EventFollower:
 
     def poll(self) -> None:
         for path, offset in self.offsets.items():
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-            except FileNotFoundError:
-                continue
-            end = chunk.rfind(b"\n")
-            if end < 0:
-                continue
-            self.offsets[path] = offset + end + 1
-            for line in chunk[:end].decode(errors="replace").splitlines():
+            lines, self.offsets[path] = read_new_lines(path, offset)
+            for line in lines:
                 if line.startswith(("# warning: ", "# stop: ")):
                     self.say(line[2:])
