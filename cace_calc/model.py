@@ -168,16 +168,20 @@ class CACE(torch.nn.Module):
             # per element (errors differ by element; the estimate alone does not see it)
             self.register_buffer("uncertainty_scale", torch.ones(3, dtype=torch.float64))
             self.register_buffer("estimate_element_scale", torch.ones(nz, dtype=torch.float64))
+            # per element, the estimate's part in proportion to the predicted force (errors grow with
+            # the force: a heteroscedastic term, dimensionless; zero in files calibrated without it)
+            self.register_buffer("estimate_force_fraction", torch.zeros(nz, dtype=torch.float64))
             # per element, each head's constant offset from the heads' mean (eV, summing to zero over
             # heads), removed so that the spread is what changes with the structure, not a constant
             self.register_buffer("head_offsets", torch.zeros(nz, cfg.n_heads, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # files calibrated before the estimate had per-element factors and the heads had offsets
+        # files calibrated before the estimate had per-element factors, a force term and the heads offsets
         nz = len(self.config.elements)
         if self.config.n_heads > 1 and prefix + "uncertainty_scale" in state_dict:
             state_dict.setdefault(prefix + "estimate_element_scale", torch.ones(nz, dtype=torch.float64))
             state_dict.setdefault(prefix + "head_offsets", torch.zeros(nz, self.config.n_heads, dtype=torch.float64))
+            state_dict.setdefault(prefix + "estimate_force_fraction", torch.zeros(nz, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, recurse=True):
@@ -369,9 +373,10 @@ class CACE(torch.nn.Module):
 
         Models with several readout heads carry an uncertainty (calibrated one sigma).
         ``uncertainty=True`` adds ``energy_uncertainty`` [G] and ``energies_uncertainty`` [N]
-        (eV, from the heads' spread) and ``forces_uncertainty`` [N] (eV/A, per Cartesian
-        component), estimated from the spread of the per-atom energies in each atom's
-        neighbourhood at no extra cost. ``members=True`` runs one backward pass per head
+        (eV, from the heads' spread) and, with forces, ``forces_uncertainty`` [N] (eV/A, per
+        Cartesian component), estimated at no extra cost from the spread of the per-atom energies
+        in each atom's neighbourhood and a part in proportion to the atom's predicted force:
+        sqrt((s_z * spread)^2 + (b_z * |F|)^2), s_z and b_z per element from the calibration. ``members=True`` runs one backward pass per head
         instead of one in all: ``energy_members`` [G, K], ``forces_members`` [K, N, 3],
         ``stress_members`` [K, G, 3, 3] when stress is asked, and the uncertainties of forces
         and stress [G, 3, 3] from the members' spread (the neighbourhood estimate stays as
@@ -409,7 +414,6 @@ class CACE(torch.nn.Module):
                     out[f"{key}_members"] = stacked
                 scale = self.uncertainty_scale[2]
                 if forces:
-                    out["forces_uncertainty_estimate"] = out["forces_uncertainty"]
                     out["forces_uncertainty"] = scale * out["forces_members"].to(torch.float64).var(
                         dim=0, correction=0).mean(dim=-1).sqrt()
                 if stress:
@@ -417,6 +421,11 @@ class CACE(torch.nn.Module):
             else:
                 (grad,) = torch.autograd.grad(eps.sum(), vectors, create_graph=training, allow_unused=True)
                 out.update(self._derivatives(graph, vectors, grad, forces, stress))
+        if uncertainty or members:
+            spread = out.pop("forces_spread")
+            if forces:
+                key = "forces_uncertainty_estimate" if members else "forces_uncertainty"
+                out[key] = self.force_sigma_estimate(spread, out["forces"], graph.species)
         if not training:
             out = {k: v.detach() for k, v in out.items()}
         return out
@@ -433,7 +442,15 @@ class CACE(torch.nn.Module):
         return {"energy_members": energy_members,
                 "energy_uncertainty": scale[0] * energy_members.std(dim=-1, correction=0),
                 "energies_uncertainty": scale[0] * var_atoms.sqrt(),
-                "forces_uncertainty": scale[1] * self.estimate_element_scale[graph.species] * neighbourhood.sqrt()}
+                "forces_spread": neighbourhood.sqrt()}
+
+    def force_sigma_estimate(self, spread: torch.Tensor, forces: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """The calibrated neighbourhood force sigma [N] (eV/A) from each atom's raw spread (the
+        root of its and its neighbours' energy variances over heads, eV) and predicted forces
+        [N, 3] (eV/A): sqrt((s1 s_z spread)^2 + (b_z |F|)^2)."""
+        spread_part = self.uncertainty_scale[1] * self.estimate_element_scale[species] * spread
+        force_part = self.estimate_force_fraction[species] * forces.detach().to(torch.float64).norm(dim=-1)
+        return torch.sqrt(spread_part.square() + force_part.square())
 
     @staticmethod
     def _derivatives(graph: Graph, vectors: torch.Tensor, grad: torch.Tensor | None, forces: bool,

@@ -3,7 +3,9 @@
 A model with several readout heads predicts a spread; :func:`calibrate` removes each head's
 constant per-element offset from the heads' mean and scales the spread so that on a validation set
 the errors divided by sigma have unit variance (one factor each for energies and the members'
-forces, and one per element for the neighbourhood force estimate). :func:`calibration_report` measures,
+forces). The neighbourhood force estimate gets, per element, a factor on the spread and a
+fraction of the predicted force, sigma^2 = (s_z spread)^2 + (b_z |F|)^2, both by maximum
+likelihood (force errors grow with the force; the heads' spread alone ranks them poorly). :func:`calibration_report` measures,
 on data never used for that, the coverage of one and two sigma and the Spearman rank
 correlation of sigma with |error|. Energies per atom in eV/atom, forces in eV/A.
 """
@@ -28,7 +30,8 @@ class Residuals:
     energy_error: np.ndarray
     energy_sigma: np.ndarray
     forces_error: np.ndarray
-    forces_sigma: np.ndarray          # neighbourhood estimate (uncertainty=True)
+    forces_sigma: np.ndarray          # neighbourhood spread (uncertainty=True, without its force term)
+    forces_norm: np.ndarray           # |predicted force| of the atom of each component (eV/A)
     forces_sigma_members: np.ndarray  # spread of the members' forces (members=True)
     groups: np.ndarray                # the structure each force component belongs to [3N]
     species: np.ndarray               # the element index of the atom of each force component [3N]
@@ -38,8 +41,10 @@ def residuals(model: CACE, frames: list[Frame], device: torch.device | str = "cp
     """Errors and sigmas of ``model`` on labelled ``frames``, with the calibration factors the
     model holds set to one (raw spreads)."""
     scale, element_scale = model.uncertainty_scale.clone(), model.estimate_element_scale.clone()
+    fraction = model.estimate_force_fraction.clone()
     model.uncertainty_scale.fill_(1.0)
     model.estimate_element_scale.fill_(1.0)
+    model.estimate_force_fraction.zero_()
     try:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in Residuals.__dataclass_fields__}
         offset = 0
@@ -52,6 +57,7 @@ def residuals(model: CACE, frames: list[Frame], device: torch.device | str = "cp
             parts["forces_error"].append((out["forces"].to(torch.float64) - batch.forces).cpu().numpy().ravel())
             parts["forces_sigma_members"].append(np.repeat(out["forces_uncertainty"].cpu().numpy(), 3))
             parts["forces_sigma"].append(np.repeat(out["forces_uncertainty_estimate"].cpu().numpy(), 3))
+            parts["forces_norm"].append(np.repeat(out["forces"].to(torch.float64).norm(dim=-1).cpu().numpy(), 3))
             parts["groups"].append(np.repeat(batch.graph.batch.cpu().numpy() + offset, 3))
             parts["species"].append(np.repeat(batch.graph.species.cpu().numpy(), 3))
             offset += int(batch.graph.n_graphs)
@@ -59,6 +65,7 @@ def residuals(model: CACE, frames: list[Frame], device: torch.device | str = "cp
     finally:
         model.uncertainty_scale.copy_(scale)
         model.estimate_element_scale.copy_(element_scale)
+        model.estimate_force_fraction.copy_(fraction)
 
 
 def gaussian_scale(error: np.ndarray, sigma: np.ndarray) -> float:
@@ -67,6 +74,24 @@ def gaussian_scale(error: np.ndarray, sigma: np.ndarray) -> float:
     stable on small validation sets (a quantile of 14 structures would be set by one or two)."""
     ratio = np.asarray(error) / np.maximum(sigma, 1e-30)
     return float(np.sqrt(np.mean(ratio**2)))
+
+
+def spread_and_force_scales(error: np.ndarray, spread: np.ndarray, force: np.ndarray) -> tuple[float, float]:
+    """(s, b) that maximise the Gaussian likelihood of ``error`` under sigma^2 = (s spread)^2 +
+    (b force)^2 (arrays of the same shape: force components, each atom's spread and |F|)."""
+    from scipy.optimize import minimize
+
+    e2, s2, f2 = (np.asarray(x, dtype=np.float64) ** 2 for x in (error, spread, force))
+
+    def nll(log_ab):
+        a2, b2 = np.exp(2 * log_ab)
+        var = np.maximum(a2 * s2 + b2 * f2, 1e-300)
+        return float(np.mean(np.log(var) + e2 / var))
+
+    start = [np.log(max(gaussian_scale(error, spread), 1e-12)), np.log(1e-2)]
+    best = minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 4000})
+    a, b = np.exp(best.x)
+    return float(a), float(b)
 
 
 @torch.no_grad()
@@ -103,16 +128,19 @@ def calibrate(model: CACE, frames: list[Frame], device: torch.device | str = "cp
               "forces": gaussian_scale(r.forces_error, r.forces_sigma),
               "forces_members": gaussian_scale(r.forces_error, r.forces_sigma_members)}
     per_element = np.full(len(model.config.elements), scales["forces"])
-    for z in np.unique(r.species):  # the estimate's factor per element (elements absent: the overall one)
+    fraction = np.zeros(len(model.config.elements))
+    for z in np.unique(r.species):  # per element (elements absent: the overall spread factor, no force term)
         k = r.species == z
-        per_element[z] = gaussian_scale(r.forces_error[k], r.forces_sigma[k])
+        per_element[z], fraction[z] = spread_and_force_scales(r.forces_error[k], r.forces_sigma[k], r.forces_norm[k])
     with torch.no_grad():
         model.uncertainty_scale.copy_(torch.tensor([scales["energy"], 1.0, scales["forces_members"]],
                                                    dtype=torch.float64))
         model.estimate_element_scale.copy_(torch.from_numpy(per_element))
-    calibrated = per_element[r.species] * r.forces_sigma
-    return {**scales, "forces_per_element": {chemical_symbols[model.config.elements[z]]: float(f)
-                                             for z, f in enumerate(per_element)},
+        model.estimate_force_fraction.copy_(torch.from_numpy(fraction))
+    calibrated = np.hypot(per_element[r.species] * r.forces_sigma, fraction[r.species] * r.forces_norm)
+    symbols = [chemical_symbols[z] for z in model.config.elements]
+    return {**scales, "forces_per_element": dict(zip(symbols, per_element.tolist())),
+            "forces_fraction_per_element": dict(zip(symbols, fraction.tolist())),
             "forces_threshold_ev_per_a": THRESHOLD_FACTOR * float(calibrated.max())}
 
 
@@ -135,9 +163,10 @@ def calibration_report(model: CACE, frames: list[Frame], device: torch.device | 
     r = residuals(model, frames, device)
     s_e, s_f, s_m = (float(x) for x in model.uncertainty_scale)
     s_z = model.estimate_element_scale.cpu().numpy()[r.species]
+    b_z = model.estimate_force_fraction.cpu().numpy()[r.species]
     report = {"n_structures": len(frames)}
     for name, err, sig in (("energy", r.energy_error, s_e * r.energy_sigma),
-                           ("forces", r.forces_error, s_f * s_z * r.forces_sigma),
+                           ("forces", r.forces_error, np.hypot(s_f * s_z * r.forces_sigma, b_z * r.forces_norm)),
                            ("forces_members", r.forces_error, s_m * r.forces_sigma_members)):
         # per atom: one sigma for the three components, compared with their RMS error
         if name != "energy":

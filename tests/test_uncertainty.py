@@ -126,17 +126,40 @@ def test_calibration_gives_unit_variance_and_keeps_the_prediction(heads_model):
     torch.testing.assert_close(after["forces"], before["forces"], atol=1e-12, rtol=0)
     deviations = (after["energy_members"] - after["energy"][:, None]) - (before["energy_members"] - before["energy"][:, None])
     torch.testing.assert_close(deviations, -8 * model.head_offsets[0].expand(2, -1), atol=1e-9, rtol=0)
-    assert set(scales) == {"energy", "forces", "forces_members", "forces_per_element", "forces_threshold_ev_per_a"}
+    assert set(scales) == {"energy", "forces", "forces_members", "forces_per_element", "forces_fraction_per_element",
+                           "forces_threshold_ev_per_a"}
     from cace_calc.uncertainty import residuals
 
     raw = residuals(model, frames)
     z_members = raw.forces_error / (model.uncertainty_scale[2].item() * raw.forces_sigma_members)
-    z_estimate = raw.forces_error / (model.estimate_element_scale[0].item() * raw.forces_sigma)
+    z_estimate = raw.forces_error / np.hypot(model.estimate_element_scale[0].item() * raw.forces_sigma,
+                                             model.estimate_force_fraction[0].item() * raw.forces_norm)
     z_energy = raw.energy_error / (model.uncertainty_scale[0].item() * raw.energy_sigma)
-    for z in (z_members, z_estimate, z_energy):  # unit variance on the frames it was calibrated on
+    for z in (z_members, z_energy):  # unit variance on the frames it was calibrated on
         assert np.mean(z**2) == pytest.approx(1.0, rel=1e-9)
+    assert np.mean(z_estimate**2) == pytest.approx(1.0, rel=1e-4)  # the likelihood's optimum (numerical)
+    # the model's estimate is that formula
+    out = model(build_graph(images[:1], [29], model.cutoff), forces=True, uncertainty=True)
+    n = len(images[0])
+    expected = np.hypot(model.estimate_element_scale[0].item() * raw.forces_sigma[: 3 * n: 3],
+                        model.estimate_force_fraction[0].item() * raw.forces_norm[: 3 * n: 3])
+    np.testing.assert_allclose(out["forces_uncertainty"].numpy(), expected, rtol=1e-9)
     report = calibration_report(model, frames)
     assert report["forces_members"]["coverage_2sigma"] == pytest.approx(np.mean(np.abs(z_members) <= 2))
     assert model.uncertainty_scale.tolist() == pytest.approx([scales["energy"], 1.0, scales["forces_members"]])
     assert model.estimate_element_scale.tolist() == pytest.approx([scales["forces_per_element"]["Cu"]])
     assert gaussian_scale(np.array([1.0, -2.0, 4.0]), np.ones(3)) == pytest.approx(np.sqrt(7.0))
+
+
+def test_force_term_found_where_errors_grow_with_the_force():
+    """Errors drawn with sigma = 0.1 |F| and a spread that says nothing: the fit puts the
+    uncertainty on the force term; errors drawn with sigma = 2 spread: on the spread."""
+    from cace_calc.uncertainty import spread_and_force_scales
+
+    rng = np.random.default_rng(1)
+    force = rng.uniform(0.05, 5.0, 20000)
+    spread = rng.uniform(0.01, 0.1, 20000)
+    a, b = spread_and_force_scales(rng.normal(size=20000) * 0.1 * force, spread, force)
+    assert b == pytest.approx(0.1, rel=0.03) and a < 0.1
+    a, b = spread_and_force_scales(rng.normal(size=20000) * 2.0 * spread, spread, force)
+    assert a == pytest.approx(2.0, rel=0.03) and b < 0.002

@@ -100,7 +100,7 @@ class PairCACE:
     def exchange_width(self) -> int:
         """Most numbers per atom of one exchange (0 for a model without message passing and
         without uncertainty): the size of LAMMPS' communication buffers per atom."""
-        return max(self.exchange_widths + [1] * self.uncertainty, default=0)
+        return max(self.exchange_widths + [3] * self.uncertainty, default=0)
 
     def _exchange_widths(self) -> list[int]:
         """Row width of each exchange of one step, in call order, from the model on a dimer."""
@@ -168,6 +168,7 @@ class PairCACE:
                 self.communicate(np.zeros((nall, width)), True)
             if self.uncertainty:
                 self.communicate(np.zeros((nall, 1)), False)
+                self.communicate(np.zeros((nall, 3)), True)
                 self._summarize(np.zeros(self.model.n_heads), np.zeros(0), np.zeros(0, np.int64), stats)
             return 0.0
         positions = torch.from_numpy(np.frombuffer(x, dtype=np.float64, count=3 * nall).reshape(nall, 3).copy())
@@ -215,18 +216,20 @@ class PairCACE:
             raise FloatingPointError("the model returned a non-finite energy or forces; are two atoms on top "
                                      "of each other?")
         if self.uncertainty:
-            self._uncertainty(nall, heads.detach(), species[:nlocal], keep_np, receivers, senders, tags, sigma,
-                              stats)
+            self._uncertainty(nall, heads.detach(), forces.detach(), species[:nlocal], keep_np, receivers, senders,
+                              tags, sigma, stats)
         return energy
 
-    def _uncertainty(self, nall: int, heads: torch.Tensor, species: torch.Tensor, keep: np.ndarray,
-                     receivers: torch.Tensor, senders: torch.Tensor, tags, sigma, stats) -> None:
+    def _uncertainty(self, nall: int, heads: torch.Tensor, forces: torch.Tensor, species: torch.Tensor,
+                     keep: np.ndarray, receivers: torch.Tensor, senders: torch.Tensor, tags, sigma, stats) -> None:
         """The uncertainties of :meth:`compute` from the local atoms' energies of every head
-        [nlocal, K] (eV) and the graph (``keep``: the rank's index of each graph atom; edges
-        into the local atoms). As CACE._spread: energy sigma s0 * std_k(sum_i eps_ik), atom i's
-        energy sigma s0 * sqrt(var_i), its force sigma s1 * s_z(i) * sqrt(var_i + sum of var_j
-        over the senders j of its edges) (var: the population variance over heads, eV^2; s_z the
-        estimate's factor of the atom's element, ``species`` of the local atoms)."""
+        [nlocal, K] (eV), this rank's forces on the graph's atoms [n, 3] (eV/A) and the graph
+        (``keep``: the rank's index of each graph atom; edges into the local atoms). As the
+        model: energy sigma s0 * std_k(sum_i eps_ik), atom i's energy sigma s0 * sqrt(var_i), its
+        force sigma CACE.force_sigma_estimate of sqrt(var_i + sum of var_j over the senders j of its
+        edges) and its whole force (var: the population variance over heads, eV^2; ``species``
+        of the local atoms). The ghosts' variances come from their owners (forward) and the
+        local atoms' force parts from the ranks that hold them as ghosts (reverse)."""
         scale = self.model.uncertainty_scale.to("cpu", torch.float64).numpy()
         heads = heads.to("cpu", torch.float64)
         nlocal = heads.shape[0]
@@ -236,8 +239,12 @@ class PairCACE:
         self.communicate(rows, False)  # the ghosts' variances from the ranks that own them
         var_graph = torch.from_numpy(rows[keep, 0])
         neighbourhood = var.clone().index_add_(0, receivers.cpu(), var_graph[senders.cpu()])
-        element_scale = self.model.estimate_element_scale.to("cpu", torch.float64)[species.cpu()]
-        force_sigma = scale[1] * (element_scale * neighbourhood.sqrt()).numpy()
+        parts = np.zeros((nall, 3))
+        parts[keep] = forces.to("cpu", torch.float64).numpy()
+        self.communicate(parts, True)  # each local atom's whole force (its ghosts' parts sent home)
+        model = self.model
+        force_sigma = model.force_sigma_estimate(neighbourhood.sqrt().to(model.e0.device), torch.from_numpy(
+            parts[:nlocal]).to(model.e0.device), species).cpu().numpy()
         out = np.frombuffer(sigma, dtype=np.float64, count=2 * nlocal).reshape(nlocal, 2)
         out[:, 0] = scale[0] * var.sqrt().numpy()
         out[:, 1] = force_sigma

@@ -43,7 +43,7 @@ from .data import (
 
 GPA = 160.21766208  # eV/A^3 -> GPa
 NLL_VARIANCE_FLOOR = 1e-4**2  # (eV/atom)^2: 0.1 meV/atom, keeps the likelihood finite
-CHILD_OWN = ("uncertainty_scale", "estimate_element_scale", "head_offsets")  # set by the child's calibration
+CHILD_OWN = ("uncertainty_scale", "estimate_element_scale", "estimate_force_fraction", "head_offsets")  # set by the child's calibration
 # a model started from a parent may change these config keys; the rest is the parent's architecture
 PARENT_MAY_CHANGE = ("n_heads", "zbl_radii")
 

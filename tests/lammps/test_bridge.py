@@ -142,7 +142,7 @@ def evaluate(path, atoms, ranks: list[np.ndarray], types: np.ndarray, uncertaint
                                                     (x[:, 1] * f[:, 2]).sum()]])
         vatom_sum += vatom.sum(0)
     np.testing.assert_allclose(vatom_sum, virial, rtol=0, atol=1e-8)  # per-atom virial is complete
-    exchanges = 2 * len(pairs[0].exchange_widths) + uncertainty
+    exchanges = 2 * len(pairs[0].exchange_widths) + 2 * uncertainty  # uncertainty: variances out, forces home
     assert comm.calls == [exchanges] * len(ranks)  # every rank joined every exchange, both passes
     if uncertainty:
         return energy, forces, energies, virial, sigmas, out[0][5]
@@ -175,11 +175,12 @@ def test_ranks_match_ase(tmp_path, n_layers):
 def test_uncertainty_and_zbl_core_on_ranks_match_ase(tmp_path):
     """A model with 3 heads and a ZBL core, on 1, 2 and 4 pretend ranks (one without atoms): the
     uncertainties of CACECalculator(uncertainty=True), also for atoms whose neighbours are
-    ghosts of other ranks."""
+    ghosts of other ranks, and for the force term, which needs each atom's force from every rank."""
     model = make_model(("bchi", "ar"), n_layers=1, elements=(41, 42, 73, 74), cutoff=3.0, n_heads=3,
                        zbl_radii=[[2.6] * 4] * 4)
     model.uncertainty_scale.copy_(torch.tensor([1.5, 0.8, 1.0], dtype=torch.float64))
     model.estimate_element_scale.copy_(torch.tensor([1.0, 0.6, 1.7, 1.2], dtype=torch.float64))  # per element
+    model.estimate_force_fraction.copy_(torch.tensor([0.05, 0.0, 0.1, 0.02], dtype=torch.float64))  # needs whole forces
     path = save_model(model, tmp_path / "model.pt")
     atoms = random_alloy((2, 2, 2), tilt=(0.2, 0.1, -0.1), seed=4, rattle=0.15)
     types = np.array([NBMOTAW.index(s) + 1 for s in atoms.get_chemical_symbols()])

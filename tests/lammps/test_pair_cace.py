@@ -227,6 +227,7 @@ def heads_zbl_model(tmp_path_factory):
     model = make_model(("bchi",), n_heads=4, zbl_radii=ZBL_RADII, elements=(1, 8), cutoff=3.0, seed=3)
     model.uncertainty_scale.copy_(torch.tensor([1.3, 0.7, 1.1], dtype=torch.float64))
     model.estimate_element_scale.copy_(torch.tensor([0.6, 1.4], dtype=torch.float64))  # per element
+    model.estimate_force_fraction.copy_(torch.tensor([0.03, 0.08], dtype=torch.float64))  # needs whole forces
     atoms = close_pair_cell()
     atoms.calc = CACECalculator(model, dtype="float64", uncertainty=True)
     atoms.get_forces()
