@@ -319,7 +319,7 @@ CALIBRATION_NOTES = {
         "same trajectories as the training frames; their errors are near noise. The energy's two-sigma "
         "coverage, 0.84 of 32 test structures (27 of 32), is one structure short of the issue's 0.85; the "
         "factor comes from 14 validation structures. What sigma must do, grow where the model is outside "
-        "its data, the default estimate does: 9x on the liquid compressed to 1.5x density (the issue asks "
+        "its data, the default estimate does: 10x on the liquid compressed to 1.5x density (the issue asks "
         "3x), 3x on a slab; the members' force spread grows less (1.7x), their energies 98x."),
     "nbmotaw": (
         "Here the members' force sigma ranks the errors well (Spearman 0.82 per atom on the test split; "
