@@ -229,7 +229,7 @@ def test_heads_from_a_parent_keep_its_predictions_and_get_calibrated(data_file, 
     assert "valid_energy_nll" in log[0]
     metrics = result.metrics
     assert set(metrics["uncertainty_scale"]) == {"energy", "forces", "forces_members", "forces_per_element",
-                                                   "forces_threshold_ev_per_a"}
+                                                 "forces_fraction_per_element", "forces_threshold_ev_per_a"}
     assert child.metadata["uncertainty"]["forces_threshold_ev_per_a"] > 0
     assert 0.85 <= metrics["calibration"]["valid"]["forces_members"]["coverage_2sigma"] <= 0.99
 
