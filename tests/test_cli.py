@@ -48,7 +48,8 @@ def test_help_exits_cleanly():
     assert e.value.code == 0
 
 
-COMMANDS = ["info", "eval", "md", "pimd", "ipi", "phonons", "elastic", "train", "finetune", "convert", "lammps"]
+COMMANDS = ["info", "eval", "md", "pimd", "ipi", "phonons", "elastic", "defects", "train", "finetune", "convert",
+            "lammps"]
 
 
 def test_every_command_is_listed_with_a_one_line_help():

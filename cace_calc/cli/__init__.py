@@ -20,6 +20,7 @@ from ._common import (
 from .analysis import add_elastic, add_phonons, run_elastic, run_phonons
 from .app import COMMANDS, build_parser, main
 from .convert import add_convert, run_convert
+from .defects import add_defects, run_defects
 from .eval import add_eval, run_eval
 from .info import add_info, run_info
 from .ipi import add_ipi, run_ipi
@@ -33,6 +34,7 @@ __all__ = [
     "build_parser",
     "main",
     "add_convert",
+    "add_defects",
     "add_elastic",
     "add_eval",
     "add_finetune",
@@ -44,6 +46,7 @@ __all__ = [
     "add_pimd",
     "add_train",
     "run_convert",
+    "run_defects",
     "run_elastic",
     "run_eval",
     "run_finetune",

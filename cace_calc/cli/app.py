@@ -10,6 +10,7 @@ import sys
 from ._common import _check_common_options, _error, _Parser
 from .analysis import add_elastic, add_phonons
 from .convert import add_convert
+from .defects import add_defects
 from .eval import add_eval
 from .info import add_info
 from .ipi import add_ipi
@@ -18,8 +19,8 @@ from .md import add_md
 from .pimd import add_pimd
 from .train import add_finetune, add_train
 
-COMMANDS = (add_info, add_eval, add_md, add_pimd, add_ipi, add_phonons, add_elastic, add_train, add_finetune, add_convert,
-            add_lammps)
+COMMANDS = (add_info, add_eval, add_md, add_pimd, add_ipi, add_phonons, add_elastic, add_defects, add_train, add_finetune,
+            add_convert, add_lammps)
 
 
 def build_parser() -> argparse.ArgumentParser:
