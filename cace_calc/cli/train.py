@@ -61,6 +61,15 @@ def add_finetune(sub):
     p.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
                    help="fraction of the structures that pick the best epoch (default 0.2, at least one)")
     p.add_argument("--keep-e0", action="store_true", help="keep the parent's per-element reference energies")
+    p.add_argument("--replay", nargs="+", metavar="FILE", default=None,
+                   help="structures of the parent's own data (same DFT set-up) trained on beside DATA, so that "
+                        "the model keeps what it knew")
+    p.add_argument("--replay-weight", type=float, default=None, metavar="W",
+                   help="loss weight of the replayed structures (default 0.3)")
+    p.add_argument("--trainable", choices=["all", "readout"], default="all",
+                   help="what trains: all weights (default) or the readout only (the representation stays the parent's)")
+    p.add_argument("--representation-lr", type=float, default=1.0, metavar="F",
+                   help="the representation's learning rate as a factor of the readout's (default 1)")
     p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     p.set_defaults(run=run_finetune)
@@ -69,12 +78,21 @@ def add_finetune(sub):
 def run_finetune(args) -> int:
     import torch
 
-    from ..train.finetune import EPOCHS, finetune
+    from ..train.finetune import EPOCHS, REPLAY_WEIGHT, finetune
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.replay_weight is not None and not args.replay:
+        raise ValueError("--replay-weight needs --replay FILE...")
+    weight = REPLAY_WEIGHT if args.replay_weight is None else args.replay_weight
+    if not weight > 0:
+        raise ValueError(f"--replay-weight must be positive, got {weight}")
+    if not args.representation_lr > 0:
+        raise ValueError(f"--representation-lr must be positive, got {args.representation_lr}")
     res = finetune(args.model, args.data, output=args.output, epochs=args.epochs or EPOCHS,
-                   valid_fraction=args.valid_fraction, device=args.device, keep_e0=args.keep_e0)
+                   valid_fraction=args.valid_fraction, device=args.device, keep_e0=args.keep_e0,
+                   trainable=args.trainable, representation_lr=args.representation_lr, replay=args.replay,
+                   replay_weight=weight)
     print(res.table)
     print(f"wrote {res.run.output / 'model.pt'} (use it as --model)")
     return 0

@@ -93,7 +93,9 @@ class TrainingSettings:
     seed: int = 0
     valid_every: int = 1
     checkpoint_every: int = 1
-    trainable: str = "all"  # or "heads": only the deviation heads train (the uncertainty; predictions unchanged)
+    trainable: str = "all"  # "heads": only the deviation heads train (the uncertainty; predictions unchanged);
+    # "readout": only the readout (and heads) train, the representation stays the parent's
+    representation_lr: float = 1.0  # the learning rate of everything but the readout, as a factor of lr
     patience: int | None = None  # stop when the validation loss has not improved for this many epochs
 
 
@@ -196,8 +198,10 @@ class TrainConfig:
             raise ValueError("e0 must be 'fit', 'parent' or 'refit' (with init) or a mapping of element to energy in eV")
         if t.patience is not None and t.patience < 1:
             raise ValueError("training.patience must be at least 1 epoch (or null)")
-        if t.trainable not in ("all", "heads"):
-            raise ValueError(f"training.trainable must be 'all' or 'heads', got {t.trainable!r}")
+        if t.trainable not in ("all", "heads", "readout"):
+            raise ValueError(f"training.trainable must be 'all', 'heads' or 'readout', got {t.trainable!r}")
+        if not t.representation_lr > 0:
+            raise ValueError(f"training.representation_lr must be positive (a factor of lr), got {t.representation_lr}")
         if self.e0 in ("parent", "refit") and not self.init:
             raise ValueError(f"e0: {self.e0} needs init: (the parent model)")
         if any(s.energy_nll < 0 for s in t.loss):

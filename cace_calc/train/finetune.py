@@ -31,6 +31,7 @@ LEARNING_RATE_MIN = 1e-5
 BATCH_SIZE = 2
 LOSS = {"from_epoch": 0, "energy": 1000.0, "forces": 100.0}
 STRESS_WEIGHT = 1e4  # (eV/A^3)^-2: 1 GPa counts like 60 meV/A of force error
+REPLAY_WEIGHT = 0.3  # loss weight of the parent's own structures replayed beside the new ones
 
 
 @dataclass
@@ -47,28 +48,38 @@ class FinetuneResult:
 def finetune_recipe(parent: str | os.PathLike, data: list[str | os.PathLike], *, output: str | os.PathLike,
                     epochs: int = EPOCHS, valid_fraction: float = 0.2, device: str = "auto",
                     keep_e0: bool = False, stress: bool = False, seed: int = 0,
-                    valid: str | os.PathLike | None = None) -> dict:
+                    valid: str | os.PathLike | None = None, trainable: str = "all", representation_lr: float = 1.0,
+                    replay: list[str | os.PathLike] | None = None, replay_weight: float = REPLAY_WEIGHT) -> dict:
     """The training recipe of a fine-tune (a dict for :func:`cace_calc.train.train`)."""
     loss = dict(LOSS, stress=STRESS_WEIGHT if stress else 0.0)
+    extra = [{"path": str(r), "weight": replay_weight} for r in replay or []]
     return {"name": f"finetuned from {Path(str(parent)).stem if os.sep in str(parent) else parent}",
             "description": f"{parent} fine-tuned on {', '.join(str(d) for d in data)}",
             "init": str(parent), "e0": "parent" if keep_e0 else "refit",
             "data": {"train": [str(d) for d in data], "valid_fraction": valid_fraction, "test_fraction": 0.0,
-                     "seed": seed, "valid": None if valid is None else str(valid)},
+                     "seed": seed, "valid": None if valid is None else str(valid), "extra": extra},
             "training": {"epochs": epochs, "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "lr_min": LEARNING_RATE_MIN,
                          "warmup_epochs": 1, "ema_decay": 0.99, "patience": PATIENCE, "loss": [loss],
-                         "device": device, "dtype": "float32", "seed": seed},
+                         "device": device, "dtype": "float32", "seed": seed, "trainable": trainable,
+                         "representation_lr": representation_lr},
             "output": str(output)}
 
 
 def finetune(parent: str | os.PathLike, data: list[str | os.PathLike], *, output: str | os.PathLike,
              epochs: int = EPOCHS, valid_fraction: float = 0.2, device: str = "auto", keep_e0: bool = False,
-             valid: str | os.PathLike | None = None, progress: bool | None = None, log=None) -> FinetuneResult:
+             valid: str | os.PathLike | None = None, trainable: str = "all", representation_lr: float = 1.0,
+             replay: list[str | os.PathLike] | None = None, replay_weight: float = REPLAY_WEIGHT,
+             progress: bool | None = None, log=None) -> FinetuneResult:
     """Fine-tune ``parent`` (a pretrained name or model file) on the labelled structures in the
     ``data`` files (energies and forces, eV and eV/A; stress used when every structure has one);
     ``valid_fraction`` of them pick the best epoch and report the errors (or the structures of
     the file ``valid``, all trained on then). Every structure is checked before anything is
-    trained. Returns a :class:`FinetuneResult`."""
+    trained. Returns a :class:`FinetuneResult`.
+
+    ``trainable="readout"`` trains the readout only (the representation stays the parent's);
+    ``representation_lr`` scales the representation's learning rate; ``replay`` files hold
+    structures of the parent's own data (same DFT set-up and energy reference), trained on
+    beside the new ones with loss weight ``replay_weight`` so that the model keeps what it knew."""
     from ase.data import chemical_symbols
 
     from ..checkpoint import load_model
@@ -93,8 +104,11 @@ def finetune(parent: str | os.PathLike, data: list[str | os.PathLike], *, output
     stress = all("stress" in reference_labels(a) and a.pbc.all() for a in images)
     if len(images) < 2 and valid is None:
         raise DataError("fine-tuning needs at least 2 labelled structures (one to train on, one to validate)")
+    for path in replay or []:
+        read_structures(path)  # one-line errors before anything is trained
     recipe = finetune_recipe(parent, list(data), output=output, epochs=epochs, valid_fraction=valid_fraction,
-                             device=device, keep_e0=keep_e0, stress=stress, valid=valid)
+                             device=device, keep_e0=keep_e0, stress=stress, valid=valid, trainable=trainable,
+                             representation_lr=representation_lr, replay=replay, replay_weight=replay_weight)
     run = train(recipe, progress=progress, log=log)
     valid = (read_structures(valid) if valid is not None
              else [images[i] for i in run.model.metadata["split"]["valid"]])

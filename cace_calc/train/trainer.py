@@ -303,8 +303,10 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             raise ValueError("training.trainable: heads needs a model with several heads (model.n_heads > 1)")
         for p in model.readout.deviation_parameters():
             p.requires_grad_(True)
+    elif t.trainable == "readout":
+        model.readout.requires_grad_(True)
     ema = EMA(model, t.ema_decay)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
+    optimizer = torch.optim.Adam(_parameter_groups(model, t.lr, t.representation_lr), lr=t.lr,
                                  weight_decay=t.weight_decay)
     rng = np.random.default_rng(t.seed)
     start_epoch, step, best, history_best_epoch = 0, 0, math.inf, -1
@@ -356,7 +358,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
         for i, batch in enumerate(bar, 1):
             lr = learning_rate(step, steps_per_epoch, t)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_factor", 1.0)
             terms = loss_terms(model, batch.to(device), use_stress and stage.stress > 0, nll,
                                forces=stage.forces > 0 or (use_stress and stage.stress > 0))
             loss = sum(weights[k] * v for k, v in terms.items())
@@ -509,6 +511,20 @@ def _short(m: dict) -> str:
     if "stress_rmse_gpa" in m:
         s += f", S {m['stress_rmse_gpa']:.3f} GPa"
     return s + " (RMSE)"
+
+
+def _parameter_groups(model: CACE, lr: float, representation_factor: float) -> list[dict]:
+    """Adam's parameter groups: the readout at ``lr``, the rest (the representation) at
+    ``representation_factor * lr``; frozen parameters left out. The scheduler scales both alike.
+    One group when the factor is 1 (as checkpoints written before the factor existed have)."""
+    if representation_factor == 1.0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "lr_factor": 1.0}]
+    readout = {id(p) for p in model.readout.parameters()}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) in readout], "lr": lr,
+               "lr_factor": 1.0},
+              {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in readout],
+               "lr": lr * representation_factor, "lr_factor": representation_factor}]
+    return [g for g in groups if g["params"]]
 
 
 def _metadata(cfg: TrainConfig, recipe: dict, epoch: int, metrics: dict, split: dict, n_params: int) -> dict:

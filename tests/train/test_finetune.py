@@ -4,6 +4,7 @@ refit on a degenerate composition, and one-line errors on bad input before anyth
 import json
 
 import numpy as np
+import torch
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -108,3 +109,50 @@ def test_cli_finetune(parent, tmp_path, capsys):
     assert main(["finetune", str(parent), str(tmp_path / "nothing.xyz"), "--output", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert main(["finetune", str(parent), str(tmp_path / "mine.xyz"), "--replay", str(tmp_path / "gone.xyz"),
+                 "--output", str(tmp_path / "y")]) == 1
+    assert "gone.xyz" in capsys.readouterr().err and not (tmp_path / "y" / "model.pt").exists()
+    assert main(["finetune", str(parent), str(tmp_path / "mine.xyz"), "--replay-weight", "0.5"]) == 1
+    assert "--replay-weight needs --replay" in capsys.readouterr().err
+
+
+def test_readout_only_keeps_the_representation(parent, tmp_path):
+    """trainable='readout': every weight outside the readout stays the parent's; the readout moves."""
+    from cace_calc import load_model
+
+    write(tmp_path / "mine.xyz", shifted_copper())
+    res = finetune(parent, [tmp_path / "mine.xyz"], output=tmp_path / "ft", epochs=3, device="cpu",
+                   trainable="readout", log=lambda *a: None)
+    p, c = load_model(parent).state_dict(), res.run.model.state_dict()
+    moved = {k for k in p if p[k].is_floating_point() and k != "e0"
+             and not torch.allclose(p[k], c[k].to(p[k].dtype), rtol=1e-6, atol=1e-7)}
+    assert moved and all(k.startswith("readout.") for k in moved)
+    assert res.run.model.metadata["recipe"]["training"]["trainable"] == "readout"
+
+
+def test_representation_lr_and_replay(parent, tmp_path):
+    """representation_lr gives the representation its own learning rate (a smaller step: it
+    moves less than with the default); replay files enter as weighted extra data."""
+    from cace_calc import load_model
+    from cace_calc.train.trainer import _parameter_groups
+
+    model = load_model(parent).requires_grad_(True)
+    groups = _parameter_groups(model, 1e-3, 0.1)
+    readout = {id(p) for p in model.readout.parameters()}
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])
+    assert all(id(p) in readout for p in groups[0]["params"]) and not any(id(p) in readout for p in groups[1]["params"])
+    assert len(_parameter_groups(model, 1e-3, 1.0)) == 1  # as checkpoints before the option
+
+    write(tmp_path / "mine.xyz", shifted_copper())
+    write(tmp_path / "old.xyz", emt_structures()[:4])
+    p = model.state_dict()
+    shift = {}
+    for factor in (1.0, 0.01):
+        out = tmp_path / f"ft{factor}"
+        res = finetune(parent, [tmp_path / "mine.xyz"], output=out, epochs=2, device="cpu", representation_lr=factor,
+                       replay=[tmp_path / "old.xyz"], replay_weight=0.5, log=lambda *a: None)
+        c = res.run.model.state_dict()
+        shift[factor] = sum(float((c[k].to(p[k].dtype) - p[k]).abs().sum()) for k in p
+                            if p[k].is_floating_point() and not k.startswith("readout.") and k != "e0")
+        assert res.run.model.metadata["recipe"]["data"]["extra"] == [{"path": str(tmp_path / "old.xyz"), "weight": 0.5}]
+    assert 0 < shift[0.01] < 0.2 * shift[1.0]
