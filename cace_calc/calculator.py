@@ -15,11 +15,12 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from .checkpoint import load_model
 from .errors import CalculationFailed, PropertyNotImplementedError
-from .graph import build_graph
+from .graph import NeighbourCache, build_graph
 from .model import CACE
 
 ASE_CALCULATOR_ARGUMENTS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
 UNCERTAINTY_RESULTS = ("energy_uncertainty", "energies_uncertainty", "forces_uncertainty")
+NEIGHBOUR_SKIN = 0.5  # A, of the Verlet list kept between calls
 MEMBER_RESULTS = ("energy_members", "forces_members", "stress_members", "stress_uncertainty")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64,
            torch.float32: torch.float32, torch.float64: torch.float64}
@@ -79,7 +80,10 @@ class CACECalculator(Calculator):
     ``energies`` (eV per atom, summing to the energy), ``forces`` (eV/A, (N, 3)) and, for
     cells periodic in all three directions, ``stress`` (eV/A^3, Voigt order xx yy zz yz xz xy,
     positive is tensile). All results come from one forward and one backward pass; they are
-    recomputed only when the atoms change.
+    recomputed only when the atoms change. Between calls on one structure (MD, relaxations) the
+    calculator keeps a Verlet neighbour list within the cutoff plus a 0.5 A skin and rebuilds it
+    only when an atom has moved more than 0.25 A, or the cell or the atoms changed: the edges,
+    and so the results, are those of a fresh list.
 
     Threads: one calculator may be shared by several threads. ASE keeps the last structure and
     its results on the calculator (``self.atoms``, ``self.results``), so each property request
@@ -122,6 +126,9 @@ class CACECalculator(Calculator):
         self.uncertainty = uncertainty
         self.model = model
         self._lock = threading.RLock()
+        # a Verlet list kept between calls on one structure (MD, relaxations): rebuilt when an atom
+        # has moved more than half the skin or the cell or the atoms changed; the same edges
+        self.neighbours = NeighbourCache(model.cutoff, skin=NEIGHBOUR_SKIN)
 
     def __getstate__(self):  # copy.deepcopy and pickle: a lock cannot be copied, make a new one
         state = self.__dict__.copy()
@@ -137,8 +144,10 @@ class CACECalculator(Calculator):
         with self._lock:
             return super().get_property(name, atoms, allow_calculation)
 
-    def _evaluate(self, images: Sequence[Atoms], *, stress: bool) -> dict[str, np.ndarray]:
-        graph = build_graph(images, self.model.config.elements, self.model.cutoff, device=self.device)
+    def _evaluate(self, images: Sequence[Atoms], *, stress: bool,
+                  neighbours: NeighbourCache | None = None) -> dict[str, np.ndarray]:
+        graph = build_graph(images, self.model.config.elements, self.model.cutoff, device=self.device,
+                            neighbours=neighbours)
         out = self.model(graph, forces=True, stress=stress, uncertainty=bool(self.uncertainty),
                          members=self.uncertainty == "members")
         out.pop("forces_uncertainty_estimate", None)
@@ -169,7 +178,7 @@ class CACECalculator(Calculator):
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError(
                 f"stress needs a cell periodic in all directions; this one has pbc={self.atoms.pbc.tolist()}")
-        out = self._evaluate([self.atoms], stress=periodic)
+        out = self._evaluate([self.atoms], stress=periodic, neighbours=self.neighbours)
         self.results = _results_of(out, 0, np.arange(len(self.atoms)), periodic)
 
     def calculate_batch(self, images: Sequence[Atoms], *, max_atoms: int = 20000) -> list[dict[str, np.ndarray]]:

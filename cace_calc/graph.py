@@ -156,13 +156,53 @@ def neighbour_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc: Sequence[b
     nl = NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, shift_idx = nl.compute(points=positions, box=cell, periodic=periodic.to(positions.device),
                                  quantities="ijS")
-    i, j = i.long(), j.long()
-    order = torch.argsort(i * positions.shape[0] + j, stable=True)
+    i, j, shift_idx = i.long(), j.long(), shift_idx.long()
+    # one order whatever the cutoff (a list within a larger radius, filtered, gives the same
+    # edges in the same order): by receiver, sender, then image
+    order = torch.arange(i.shape[0], device=i.device)
+    for key in (shift_idx[:, 2], shift_idx[:, 1], shift_idx[:, 0], j, i):
+        order = order[torch.argsort(key[order], stable=True)]
     # vesin's vector is x_j - x_i + S @ cell. The list is full, so the edge i <- j with vector
     # x_i - x_j - S @ cell is in it too: take i as the receiver. The shifts are Cartesian, so
     # they do not depend on which basis of the lattice (given or reduced) vesin used
     shifts = -(shift_idx[order].to(cell.dtype) @ cell)
     return i[order], j[order], shifts
+
+
+class NeighbourCache:
+    """A Verlet list for one structure evaluated again and again (MD, relaxations): pairs within
+    ``cutoff + skin`` (A), kept while no atom has moved more than ``skin / 2`` since it was built
+    and the cell, periodicity and atoms are the same; each call keeps the pairs within ``cutoff``.
+    The edges (and their order) are those :func:`neighbour_pairs` gives for the same positions."""
+
+    def __init__(self, cutoff: float, skin: float = 0.5):
+        if not skin >= 0:
+            raise ValueError(f"skin must be >= 0 (A), got {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.builds = 0  # how many times the list was built (for tests and benchmarks)
+        self._key = None
+
+    def pairs(self, positions: torch.Tensor, cell: torch.Tensor, pbc: Sequence[bool], numbers: np.ndarray
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Receivers, senders and Cartesian shifts (A) within the cutoff, as :func:`neighbour_pairs`."""
+        key = (tuple(bool(p) for p in pbc), np.asarray(numbers).tobytes())
+        stale = (self._key != key or positions.shape != self._x.shape or positions.device != self._x.device
+                 or not torch.equal(cell, self._cell))
+        if not stale and positions.shape[0]:
+            stale = float((positions - self._x).square().sum(dim=1).max()) > (0.5 * self._skin) ** 2
+        if stale:
+            self._key = None
+            try:
+                self._i, self._j, self._shifts = neighbour_pairs(positions, cell, pbc, self.cutoff + self.skin)
+                self._skin = self.skin
+            except InvalidAtomsError:  # a cell the skin makes too thin: the cutoff's own error, or no skin
+                self._i, self._j, self._shifts = neighbour_pairs(positions, cell, pbc, self.cutoff)
+                self._skin = 0.0
+            self._key, self._cell, self._x = key, cell.clone(), positions.clone()
+            self.builds += 1
+        vectors = positions[self._i] - positions[self._j] + self._shifts
+        within = vectors.square().sum(dim=1) < self.cutoff * self.cutoff
+        return self._i[within], self._j[within], self._shifts[within]
 
 
 def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,11 +215,14 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
 
 
 def build_graph(images: Sequence[Atoms], elements: Sequence[int], cutoff: float,
-                device: torch.device | str | None = None) -> Graph:
+                device: torch.device | str | None = None, neighbours: NeighbourCache | None = None) -> Graph:
     """Batch ``images`` into one float64 :class:`Graph` on ``device`` (default CPU) for a model
-    with ``elements`` and ``cutoff`` (A); the neighbour lists are built on that device."""
+    with ``elements`` and ``cutoff`` (A); the neighbour lists are built on that device.
+    ``neighbours``: a :class:`NeighbourCache` (of this cutoff) for one structure evaluated again."""
     if len(images) == 0:
         raise ValueError("images is empty: give at least one structure")
+    if neighbours is not None and (len(images) != 1 or neighbours.cutoff != float(cutoff)):
+        raise ValueError("a NeighbourCache serves one structure at its own cutoff")
     device = torch.device(device or "cpu")
     pos, spec, recv, send, shifts, cells, batch = [], [], [], [], [], [], []
     offset = 0
@@ -188,7 +231,10 @@ def build_graph(images: Sequence[Atoms], elements: Sequence[int], cutoff: float,
         spec.append(species_indices(atoms.numbers, elements))
         x = torch.from_numpy(atoms.positions.astype(np.float64)).to(device)
         cell = torch.from_numpy(atoms.cell.array.astype(np.float64)).to(device)
-        r, s, sh = neighbour_pairs(x, cell, atoms.pbc, cutoff)
+        if neighbours is not None:
+            r, s, sh = neighbours.pairs(x, cell, atoms.pbc, atoms.numbers)
+        else:
+            r, s, sh = neighbour_pairs(x, cell, atoms.pbc, cutoff)
         recv.append(r + offset)
         send.append(s + offset)
         shifts.append(sh)

@@ -10,7 +10,7 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 from conftest import periodic_cell, random_rotation, slab, water_cluster
 
 from cace_calc.errors import InvalidAtomsError, UnsupportedElementError
-from cace_calc.graph import build_graph, check_atoms, neighbour_list, species_indices
+from cace_calc.graph import NeighbourCache, build_graph, check_atoms, neighbour_list, neighbour_pairs, species_indices
 
 CUTOFF = 4.0
 
@@ -274,3 +274,57 @@ def test_build_graph_on_a_device_keeps_everything_there():
                                            "pbc", "batch")]
     assert all(t.device.type == "cpu" for t in tensors)
     assert graph.positions.dtype == torch.float64 and graph.receivers.dtype == torch.long
+
+
+def _tensors(atoms):
+    return (torch.from_numpy(atoms.positions.astype(np.float64)), torch.from_numpy(atoms.cell.array.astype(np.float64)),
+            atoms.pbc, atoms.numbers)
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_verlet_list_gives_the_fresh_lists_edges_in_order(name):
+    """Small moves within half the skin: the cached list's edges are the fresh list's, in the
+    same order, built once; a larger move, a changed cell or changed atoms rebuild it."""
+    atoms = SYSTEMS[name]()
+    cache = NeighbourCache(CUTOFF, skin=0.6)
+    rng = np.random.default_rng(3)
+    start = atoms.positions.copy()
+    for k in range(6):  # built at the start, then moved up to 0.29 A from there
+        atoms.positions = start + (rng.uniform(-0.17, 0.17, start.shape) if k else 0.0)
+        x, cell, pbc, numbers = _tensors(atoms)
+        for got, ref in zip(cache.pairs(x, cell, pbc, numbers), neighbour_pairs(x, cell, pbc, CUTOFF)):
+            assert torch.equal(got, ref)
+    assert cache.builds == 1
+    atoms.positions = start.copy()
+    atoms.positions[0] += [0.31, 0.0, 0.0]  # 0.31 A from where it was built
+    cache.pairs(*_tensors(atoms))
+    assert cache.builds == 2
+    if atoms.pbc.any():
+        atoms.set_cell(atoms.cell.array * 1.001, scale_atoms=False)
+        cache.pairs(*_tensors(atoms))
+        assert cache.builds == 3
+    atoms.numbers[0] = 1 if atoms.numbers[0] != 1 else 8
+    cache.pairs(*_tensors(atoms))
+    assert cache.builds == 3 + bool(atoms.pbc.any())
+
+
+def test_calculator_keeps_its_list_and_its_numbers(tmp_path):
+    """An MD-like walk with one calculator gives exactly what a fresh calculator gives at each
+    step (float64), with fewer neighbour-list builds than steps."""
+    from conftest import make_model
+
+    from cace_calc import CACECalculator
+
+    model = make_model(("bchi", "ar"), n_layers=1, elements=(1, 6, 8), cutoff=3.0, seed=1)
+    atoms = periodic_cell()
+    calc = CACECalculator(model, device="cpu", dtype="float64")
+    rng = np.random.default_rng(0)
+    for step in range(8):
+        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
+        atoms.calc = calc
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        fresh = atoms.copy()
+        fresh.calc = CACECalculator(model, device="cpu", dtype="float64")
+        assert e == fresh.get_potential_energy()
+        assert np.array_equal(f, fresh.get_forces()) and np.array_equal(s, fresh.get_stress())
+    assert calc.neighbours.builds < 8
