@@ -21,15 +21,28 @@ def _outside_code(text: str, fn) -> str:
     return "".join(p if i % 2 else fn(p) for i, p in enumerate(parts))
 
 
+def _is_item(lines: list[str], k: int) -> bool:
+    """"name: text" starts an item when its continuation lines are indented; a line at the margin
+    right after it means a paragraph that happens to begin with a word and a colon."""
+    for line in lines[k + 1:]:
+        if not line.strip() or _ITEM.match(line):
+            return True
+        if not line.startswith(" "):
+            return False
+    return True
+
+
 def to_markdown(text: str) -> str:
     text = _ROLE.sub(r"``\1``", text)
     text = _outside_code(text, lambda s: _REF_LINK.sub(r"\\[\1\\]\\[\2\\]", s))
     text = _UNDERLINED.sub(r"**\1**\n", text)
+    text = re.sub(r"(\S)::[ \t]*$", r"\1:", text, flags=re.M)  # reST's literal-block marker
+    lines = text.split("\n")
     out: list[str] = []
     in_list = False
-    for line in text.split("\n"):
+    for k, line in enumerate(lines):
         m = _ITEM.match(line)
-        if m:
+        if m and _is_item(lines, k):
             if not in_list and out and out[-1].strip():
                 out.append("")  # Markdown starts a list only after a blank line
             names = ", ".join(f"``{n.strip()}``" for n in re.split(r"\s*[,/]\s*", m.group(1)))
