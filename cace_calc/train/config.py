@@ -42,10 +42,13 @@ from pathlib import Path
 @dataclass
 class ExtraData:
     """Structures added to the training set only (never to validation or test), with their
-    loss terms scaled by ``weight``: e.g. labels from a weaker reference than the main data."""
+    loss terms scaled by ``weight``: e.g. labels from a weaker reference than the main data;
+    ``energy_weight`` scales their energy term instead, when given (energies that matter more
+    than the forces of the same reference, e.g. defect formation energies)."""
 
     path: str
     weight: float = 1.0
+    energy_weight: float | None = None
 
 
 @dataclass
@@ -134,7 +137,9 @@ class TrainConfig:
             _check_keys(e, ExtraData, "data.extra")
             if "path" not in e:
                 raise ValueError("every data.extra entry needs a 'path'")
-            extra.append(ExtraData(path=str(_resolve(e["path"], base)), weight=float(e.get("weight", 1.0))))
+            ew = e.get("energy_weight")
+            extra.append(ExtraData(path=str(_resolve(e["path"], base)), weight=float(e.get("weight", 1.0)),
+                                   energy_weight=None if ew is None else float(ew)))
         data["extra"] = extra
         training = dict(d.pop("training", {}) or {})
         _check_keys(training, TrainingSettings, "training")
@@ -184,8 +189,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         t = self.training
-        if any(not e.weight > 0 for e in self.data.extra):
-            raise ValueError("data.extra weights must be positive")
+        if any(not e.weight > 0 or (e.energy_weight is not None and not e.energy_weight >= 0) for e in self.data.extra):
+            raise ValueError("data.extra weights must be positive (energy_weight >= 0)")
         if t.epochs < 1 or t.batch_size < 1:
             raise ValueError("training.epochs and training.batch_size must be at least 1")
         if t.lr <= 0 or t.lr_min < 0 or t.lr_min > t.lr:

@@ -38,6 +38,7 @@ class Frame:
     stress: np.ndarray | None  # [3, 3] or None
     numbers: np.ndarray
     weight: float = 1.0  # scales this structure's loss terms
+    energy_weight: float | None = None  # scales its energy term instead, when given
 
     @property
     def n_atoms(self) -> int:
@@ -89,9 +90,11 @@ def labels_of(atoms: Atoms, where: str, *, stress: bool) -> tuple[float, np.ndar
 
 
 def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float, *,
-                stress: bool, source: str = "data", weight: float = 1.0) -> list[Frame]:
+                stress: bool, source: str = "data", weight: float = 1.0,
+                energy_weight: float | None = None) -> list[Frame]:
     """Check every structure and its labels, and compute its neighbour list within ``cutoff`` (A);
-    ``weight`` scales the structures' loss terms in training."""
+    ``weight`` scales the structures' loss terms in training (``energy_weight`` its energy term,
+    when given)."""
     frames = []
     for k, atoms in enumerate(images):
         where = f"{source}, structure {k}"
@@ -105,7 +108,7 @@ def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float,
         frames.append(Frame(positions=np.array(atoms.positions, dtype=np.float64), species=species,
                             receivers=r, senders=s, shifts=sh, cell=np.array(atoms.cell.array),
                             pbc=np.array(atoms.pbc), energy=energy, forces=forces, stress=sigma,
-                            numbers=np.array(atoms.numbers), weight=weight))
+                            numbers=np.array(atoms.numbers), weight=weight, energy_weight=energy_weight))
     return frames
 
 
@@ -179,12 +182,14 @@ class Batch:
     stress: torch.Tensor | None  # [G, 3, 3] eV/A^3
     has_stress: torch.Tensor  # [G] bool
     weight: torch.Tensor  # [G] loss weight of each structure
+    energy_weight: torch.Tensor | None = None  # [G] of its energy term (default: weight)
 
     def to(self, device) -> Batch:
         return Batch(graph=self.graph.to(device=device), energy=self.energy.to(device),
                      n_atoms=self.n_atoms.to(device), forces=self.forces.to(device),
                      stress=None if self.stress is None else self.stress.to(device),
-                     has_stress=self.has_stress.to(device), weight=self.weight.to(device))
+                     has_stress=self.has_stress.to(device), weight=self.weight.to(device),
+                     energy_weight=None if self.energy_weight is None else self.energy_weight.to(device))
 
 
 def collate(frames: Sequence[Frame]) -> Batch:
@@ -210,7 +215,9 @@ def collate(frames: Sequence[Frame]) -> Batch:
                  n_atoms=torch.tensor([f.n_atoms for f in frames]),
                  forces=t(np.concatenate([f.forces for f in frames])), stress=stress,
                  has_stress=t(has_stress),
-                 weight=torch.tensor([f.weight for f in frames], dtype=torch.float64))
+                 weight=torch.tensor([f.weight for f in frames], dtype=torch.float64),
+                 energy_weight=torch.tensor([f.weight if f.energy_weight is None else f.energy_weight for f in frames],
+                                            dtype=torch.float64))
 
 
 def batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool,

@@ -114,7 +114,8 @@ def loss_terms(model: CACE, batch: Batch, stress: bool, nll: bool = False, force
     out = model(batch.graph, forces=forces, stress=stress, training=True, uncertainty=nll)
     n = batch.n_atoms.to(torch.float64)
     w = batch.weight
-    terms = {"energy": (w * ((out["energy"] - batch.energy) / n) ** 2).mean()}
+    w_energy = w if batch.energy_weight is None else batch.energy_weight
+    terms = {"energy": (w_energy * ((out["energy"] - batch.energy) / n) ** 2).mean()}
     if forces:
         w_atom = w[batch.graph.batch][:, None]
         terms["forces"] = (w_atom * (out["forces"].to(torch.float64) - batch.forces) ** 2).mean()
@@ -197,9 +198,11 @@ def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, str
     split = {"train": train_idx.tolist(), "valid": valid_idx.tolist(), "test": test_idx.tolist()}
     for e in d.extra:
         extra = read_structures(e.path)
-        train += make_frames(extra, elements, cutoff, stress=stress, source=e.path, weight=e.weight)
+        train += make_frames(extra, elements, cutoff, stress=stress, source=e.path, weight=e.weight,
+                             energy_weight=e.energy_weight)
         split.setdefault("extra", []).append({"path": os.path.basename(e.path), "n": len(extra),
-                                              "weight": e.weight})
+                                              "weight": e.weight,
+                                              **({"energy_weight": e.energy_weight} if e.energy_weight is not None else {})})
     return elements, train, valid, test, split
 
 

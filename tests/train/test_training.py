@@ -245,3 +245,27 @@ def test_a_child_must_keep_its_parents_architecture(data_file, tmp_path):
     one_head["training"]["loss"] = [{"from_epoch": 0, "energy_nll": 1.0}]
     with pytest.raises(ValueError, match="energy_nll needs a model with several heads"):
         train(one_head, log=lambda *a: None)
+
+
+def test_extra_energy_weight_scales_the_energy_term_only():
+    """data.extra energy_weight: the energy term of those structures is scaled by it, their
+    forces keep the weight; written in the recipe as {path, weight, energy_weight}."""
+    from conftest import make_model
+
+    from cace_calc.train.data import collate
+    from cace_calc.train.trainer import loss_terms
+
+    model = make_model(elements=(29, 79), cutoff=4.0, seed=1)
+    images = emt_structures(n=4)
+    plain = collate(make_frames(images, [29, 79], 4.0, stress=False, weight=0.5))
+    heavy = collate(make_frames(images, [29, 79], 4.0, stress=False, weight=0.5, energy_weight=2.0))
+    a, b = loss_terms(model, plain, stress=False), loss_terms(model, heavy, stress=False)
+    a, b = ({k: float(v.detach()) for k, v in t.items()} for t in (a, b))
+    assert b["energy"] == pytest.approx(4.0 * a["energy"], rel=1e-12)
+    assert b["forces"] == pytest.approx(a["forces"], rel=1e-12)
+    cfg = TrainConfig.from_dict({"data": {"train": "x.xyz", "extra": [{"path": "e.xyz", "weight": 0.5,
+                                                                       "energy_weight": 4.0}]}, "output": "o"})
+    assert (cfg.data.extra[0].weight, cfg.data.extra[0].energy_weight) == (0.5, 4.0)
+    with pytest.raises(ValueError, match="energy_weight >= 0"):
+        TrainConfig.from_dict({"data": {"train": "x.xyz", "extra": [{"path": "e.xyz", "energy_weight": -1}]},
+                               "output": "o"})
