@@ -17,7 +17,7 @@ The defaults are the ballistic phase of a 1 keV cascade in 1,024 atoms (0.1 ps, 
 steps: about a minute on 2 CPU cores; examples/cascade_lammps.py runs the same in LAMMPS).
 Damage counted at 0.1 ps is the peak of the ballistic phase, not the surviving defects, which
 need picoseconds of cooling in a larger cell. The model needs a short-range core (the pretrained
-models carry a ZBL core; see README 'Short range: the ZBL core'): without it nothing keeps
+models carry a ZBL core; see docs/short-range.md): without it nothing keeps
 atoms apart at keV energies. --fast: 54 W atoms (128 for the alloy), 200 eV, 0.03 ps.
 """
 

@@ -23,11 +23,13 @@ With ``uncertainty yes`` (models with several readout heads) each step also give
 calculator's ``uncertainty=True`` numbers: every rank computes the variance over heads of its
 local atoms' energies, one more forward communication copies it to the ghosts, and the force
 sigma of local atom i sums its own variance and those of the senders of its edges (the edges
-are symmetric: the atoms that have i as a neighbour are i's neighbours); the energy sigma needs
-each head's total energy, summed over ranks (MPI allreduce).
+are symmetric: the atoms that have i as a neighbour are i's neighbours) and adds its part in
+proportion to the atom's whole force, whose ghost parts one reverse communication (3 numbers per
+atom) sends home first; the energy sigma needs each head's total energy, summed over ranks (MPI
+allreduce).
 
 Every rank runs the same exchanges in the same order (one per message-passing layer forward, and
-again in reverse order backward, then the uncertainty's), also a rank without local atoms or
+again in reverse order backward, then the uncertainty's two), also a rank without local atoms or
 without ghosts. Units:
 LAMMPS ``metal`` (Angstrom, eV, eV/A). Nothing here keeps a reference to LAMMPS' arrays after a
 call.
