@@ -66,16 +66,20 @@ def read_structures(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
     return images
 
 
-def labels_of(atoms: Atoms, where: str, *, stress: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+def labels_of(atoms: Atoms, where: str, *, stress: bool,
+              stress_optional: bool = False) -> tuple[float, np.ndarray, np.ndarray | None]:
     """Energy (eV), forces (eV/A) and, if asked, the 3x3 stress (eV/A^3) stored with ``atoms``
     (found as :func:`cace_calc.evaluate.reference_labels` finds them); DataError if one is
-    missing, misshapen or not finite."""
+    missing, misshapen or not finite. ``stress_optional``: a structure without a stress label
+    gives None (it enters no stress term)."""
     from ..evaluate import reference_labels
 
     try:
         labels = reference_labels(atoms)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
+    if stress and stress_optional and "stress" not in labels:
+        stress = False
     for key in ("energy", "forces") + (("stress",) if stress else ()):
         if key not in labels:
             hint = (" (set the stress weight to 0 or give stress for every frame)" if key == "stress" else "")
@@ -91,10 +95,10 @@ def labels_of(atoms: Atoms, where: str, *, stress: bool) -> tuple[float, np.ndar
 
 def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float, *,
                 stress: bool, source: str = "data", weight: float = 1.0,
-                energy_weight: float | None = None) -> list[Frame]:
+                energy_weight: float | None = None, stress_optional: bool = False) -> list[Frame]:
     """Check every structure and its labels, and compute its neighbour list within ``cutoff`` (A);
     ``weight`` scales the structures' loss terms in training (``energy_weight`` its energy term,
-    when given)."""
+    when given); ``stress_optional`` accepts structures without a stress label."""
     frames = []
     for k, atoms in enumerate(images):
         where = f"{source}, structure {k}"
@@ -103,7 +107,7 @@ def make_frames(images: Sequence[Atoms], elements: Sequence[int], cutoff: float,
             species = species_indices(atoms.numbers, elements)
         except ValueError as e:
             raise DataError(f"{where}: {e}") from None
-        energy, forces, sigma = labels_of(atoms, where, stress=stress)
+        energy, forces, sigma = labels_of(atoms, where, stress=stress, stress_optional=stress_optional)
         r, s, sh = neighbour_list(atoms, cutoff)
         frames.append(Frame(positions=np.array(atoms.positions, dtype=np.float64), species=species,
                             receivers=r, senders=s, shifts=sh, cell=np.array(atoms.cell.array),

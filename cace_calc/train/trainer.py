@@ -199,7 +199,7 @@ def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, str
     for e in d.extra:
         extra = read_structures(e.path)
         train += make_frames(extra, elements, cutoff, stress=stress, source=e.path, weight=e.weight,
-                             energy_weight=e.energy_weight)
+                             energy_weight=e.energy_weight, stress_optional=True)  # extras may lack stress
         split.setdefault("extra", []).append({"path": os.path.basename(e.path), "n": len(extra),
                                               "weight": e.weight,
                                               **({"energy_weight": e.energy_weight} if e.energy_weight is not None else {})})

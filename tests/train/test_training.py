@@ -269,3 +269,18 @@ def test_extra_energy_weight_scales_the_energy_term_only():
     with pytest.raises(ValueError, match="energy_weight >= 0"):
         TrainConfig.from_dict({"data": {"train": "x.xyz", "extra": [{"path": "e.xyz", "energy_weight": -1}]},
                                "output": "o"})
+
+
+def test_extra_structures_may_lack_stress():
+    """Extra data without stress labels (e.g. a teacher whose stresses are not trusted) enters
+    the energy and force terms only; the main data must have every label asked for."""
+    from cace_calc.train.data import collate
+
+    images = emt_structures(n=2)
+    plain = images[0].copy()
+    plain.calc = SinglePointCalculator(plain, energy=images[0].get_potential_energy(), forces=images[0].get_forces())
+    frames = make_frames([plain, images[1]], [29, 79], 4.0, stress=True, stress_optional=True)
+    assert frames[0].stress is None and frames[1].stress is not None
+    assert collate(frames).has_stress.tolist() == [False, True]
+    with pytest.raises(DataError, match="has no stress label"):
+        make_frames([plain], [29, 79], 4.0, stress=True)
