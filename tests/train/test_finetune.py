@@ -154,5 +154,6 @@ def test_representation_lr_and_replay(parent, tmp_path):
         c = res.run.model.state_dict()
         shift[factor] = sum(float((c[k].to(p[k].dtype) - p[k]).abs().sum()) for k in p
                             if p[k].is_floating_point() and not k.startswith("readout.") and k != "e0")
-        assert res.run.model.metadata["recipe"]["data"]["extra"] == [{"path": str(tmp_path / "old.xyz"), "weight": 0.5}]
+        (extra,) = res.run.model.metadata["recipe"]["data"]["extra"]
+        assert (extra["path"], extra["weight"]) == (str(tmp_path / "old.xyz"), 0.5)
     assert 0 < shift[0.01] < 0.2 * shift[1.0]
