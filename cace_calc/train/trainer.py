@@ -27,7 +27,6 @@ from ..checkpoint import save_model
 from ..model import CACE, CACEConfig
 from .config import LossStage, TrainConfig
 from .data import (
-    Batch,
     DataError,
     Frame,
     batches,
@@ -40,12 +39,12 @@ from .data import (
     split_indices,
     zbl_radii_from,
 )
+from .loss import GPA, energy_nll, evaluate, loss_terms
+from .parent import CHILD_OWN, PARENT_MAY_CHANGE, e0_correction, parameter_groups, parent_and_config, start_from_parent
 
-GPA = 160.21766208  # eV/A^3 -> GPa
-NLL_VARIANCE_FLOOR = 1e-4**2  # (eV/atom)^2: 0.1 meV/atom, keeps the likelihood finite
-CHILD_OWN = ("uncertainty_scale", "estimate_element_scale", "estimate_force_fraction", "head_offsets")  # set by the child's calibration
-# a model started from a parent may change these config keys; the rest is the parent's architecture
-PARENT_MAY_CHANGE = ("n_heads", "zbl_radii")
+__all__ = ["CHILD_OWN", "PARENT_MAY_CHANGE", "EMA", "TrainResult", "energy_nll", "evaluate", "learning_rate",
+           "loss_terms", "stage_at", "train"]
+
 
 
 @dataclass
@@ -103,71 +102,6 @@ def learning_rate(step: int, steps_per_epoch: int, cfg) -> float:
         return cfg.lr * (0.01 + 0.99 * step / warm)
     frac = min(1.0, (step - warm) / max(1, total - warm))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
-
-
-def loss_terms(model: CACE, batch: Batch, stress: bool, nll: bool = False, forces: bool = True) -> dict[str, torch.Tensor]:
-    """Mean squared errors (with graph), each structure's terms scaled by its weight: energy per
-    atom (eV/atom)^2, forces (eV/A)^2 and stress (eV/A^3)^2 over the structures that have a
-    stress label; with ``nll`` the Gaussian negative log-likelihood of the energy per atom under
-    the heads' spread (the mean held fixed: it trains the spread, the squared errors the mean).
-    ``forces=False`` skips the forces (and their backward pass) when their weight is zero."""
-    out = model(batch.graph, forces=forces, stress=stress, training=True, uncertainty=nll)
-    n = batch.n_atoms.to(torch.float64)
-    w = batch.weight
-    w_energy = w if batch.energy_weight is None else batch.energy_weight
-    terms = {"energy": (w_energy * ((out["energy"] - batch.energy) / n) ** 2).mean()}
-    if forces:
-        w_atom = w[batch.graph.batch][:, None]
-        terms["forces"] = (w_atom * (out["forces"].to(torch.float64) - batch.forces) ** 2).mean()
-    if stress and batch.stress is not None and bool(batch.has_stress.any()):
-        diff = (out["stress"].to(torch.float64) - batch.stress)[batch.has_stress]
-        terms["stress"] = (w[batch.has_stress][:, None, None] * diff**2).mean()
-    if nll:
-        terms["energy_nll"] = (w * energy_nll(out, batch)).mean()
-    return terms
-
-
-def energy_nll(out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-    """Per structure, the Gaussian negative log-likelihood of the energy per atom under the
-    heads' spread (variance floored at NLL_VARIANCE_FLOOR), the mean held fixed."""
-    n = batch.n_atoms.to(torch.float64)
-    var = (out["energy_members"] / n[:, None]).var(dim=-1, correction=0) + NLL_VARIANCE_FLOOR
-    resid = batch.energy / n - (out["energy"] / n).detach()
-    return 0.5 * (torch.log(var) + resid**2 / var)
-
-
-def evaluate(model: CACE, frames: list[Frame], device: torch.device, batch_size: int = 16) -> dict:
-    """Errors of ``model`` on ``frames``: RMSE and MAE of energy per atom (meV/atom), forces
-    (meV/A) and stress (GPa, frames with a stress label only)."""
-    if not frames:
-        return {}
-    e_err, f_err, s_err, nll = [], [], [], []
-    with_stress = any(f.stress is not None for f in frames)
-    heads = model.n_heads > 1
-    for batch in batches(frames, batch_size, shuffle=False):
-        batch = batch.to(device)
-        out = model(batch.graph, forces=True, stress=with_stress, uncertainty=heads)
-        if heads:
-            nll.append(energy_nll(out, batch).cpu().numpy())
-        e_err.append(((out["energy"] - batch.energy) / batch.n_atoms).cpu().numpy())
-        f_err.append((out["forces"].to(torch.float64) - batch.forces).cpu().numpy().ravel())
-        if with_stress and batch.stress is not None:
-            d = (out["stress"].to(torch.float64) - batch.stress)[batch.has_stress]
-            s_err.append(d.cpu().numpy().ravel())
-    e, f = np.concatenate(e_err) * 1e3, np.concatenate(f_err) * 1e3
-    res = {"n_structures": len(frames), "energy_rmse_mev_per_atom": _rmse(e),
-           "energy_mae_mev_per_atom": float(np.abs(e).mean()), "forces_rmse_mev_per_a": _rmse(f),
-           "forces_mae_mev_per_a": float(np.abs(f).mean())}
-    if s_err:
-        s = np.concatenate(s_err) * GPA
-        res.update(stress_rmse_gpa=_rmse(s), stress_mae_gpa=float(np.abs(s).mean()))
-    if nll:
-        res["energy_nll"] = float(np.concatenate(nll).mean())
-    return res
-
-
-def _rmse(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x**2)))
 
 
 def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, stress: bool):
@@ -266,7 +200,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
         elements = [atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements]
     parent = None
     if cfg.init:
-        parent, model_dict = _parent_and_config(cfg.init, model_dict, elements)
+        parent, model_dict = parent_and_config(cfg.init, model_dict, elements)
         elements = parent.config.elements
     cutoff = float(model_dict.get("cutoff", CACEConfig.__dataclass_fields__["cutoff"].default))
     t0 = time.time()
@@ -289,9 +223,9 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
             f"{chemical_symbols[elements[i]]}-{chemical_symbols[elements[j]]} {radii[i][j]:.2f}"
             for i in range(len(elements)) for j in range(i, len(elements))))
     if parent is not None:
-        _start_from_parent(model, parent)
+        start_from_parent(model, parent)
     if cfg.e0 == "refit":
-        delta = _e0_correction(model, train_frames)
+        delta = e0_correction(model, train_frames)
         with torch.no_grad():
             model.e0.add_(torch.from_numpy(delta))
         log(f"E0 refitted on the training data: parent's E0 + ({', '.join(f'{x:+.4f}' for x in delta)}) eV")
@@ -309,7 +243,7 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     elif t.trainable == "readout":
         model.readout.requires_grad_(True)
     ema = EMA(model, t.ema_decay)
-    optimizer = torch.optim.Adam(_parameter_groups(model, t.lr, t.representation_lr), lr=t.lr,
+    optimizer = torch.optim.Adam(parameter_groups(model, t.lr, t.representation_lr), lr=t.lr,
                                  weight_decay=t.weight_decay)
     rng = np.random.default_rng(t.seed)
     start_epoch, step, best, history_best_epoch = 0, 0, math.inf, -1
@@ -450,63 +384,6 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
     return TrainResult(model=best_model, metrics=metrics, output=out_dir)
 
 
-@torch.no_grad()
-def _e0_correction(model: CACE, frames: list[Frame]) -> np.ndarray:
-    """Per-element corrections to the model's E0 (eV) that best fit the frames' energies by
-    least squares on the element counts (the minimum-norm one where compositions do not fix
-    them all: all frames H2O fixes only 2 E0(H) + E0(O))."""
-    m = copy.deepcopy(model).to(dtype=torch.float64).eval()
-    nz = len(m.config.elements)
-    resid = np.concatenate([(batch.energy - m(batch.graph, forces=False)["energy"]).numpy()
-                            for batch in batches(frames, 8, shuffle=False)])
-    counts = np.stack([np.bincount(f.species, minlength=nz) for f in frames]).astype(np.float64)
-    present = counts.sum(axis=0) > 0
-    delta = np.zeros(nz)
-    delta[present] = np.linalg.lstsq(counts[:, present], resid, rcond=None)[0]
-    return delta
-
-
-def _parent_and_config(init: str, model_dict: dict, elements: list[int] | None) -> tuple[CACE, dict]:
-    """The parent model (float64, CPU) and the config of its child: the parent's, with the keys
-    in PARENT_MAY_CHANGE taken from the recipe; any other key must repeat the parent's value."""
-    from ..checkpoint import load_model
-
-    parent = load_model(init)
-    mine = parent.config.to_dict()
-    for key, value in model_dict.items():
-        if key in PARENT_MAY_CHANGE or (key == "avg_num_neighbors" and value == "auto"):
-            continue
-        if mine.get(key) != value:
-            raise ValueError(f"model.{key} is {value!r} but the parent model {init!r} has {mine.get(key)!r}: a model "
-                             f"started from a parent keeps its architecture (only {', '.join(PARENT_MAY_CHANGE)} may "
-                             "change)")
-    if elements is not None and list(elements) != list(parent.config.elements):
-        raise ValueError(f"model.elements {elements} differ from the parent model's {parent.config.elements}")
-    child = {k: v for k, v in mine.items() if k != "elements"}
-    child.update({k: model_dict[k] for k in PARENT_MAY_CHANGE if k in model_dict})
-    if "zbl_radii" not in model_dict:  # the parent's core, or one placed from the data (the default)
-        child["zbl_radii"] = mine.get("zbl_radii") or "auto"
-    return parent, child
-
-
-def _start_from_parent(model: CACE, parent: CACE) -> None:
-    """Copy the parent's weights into ``model`` (same architecture; the readout's base is the
-    parent's, its deviation heads are the parent's when it has as many, else freshly
-    initialised). The ZBL core and the calibration are the child's own."""
-    state = model.state_dict()
-    for key, value in parent.state_dict().items():
-        if key.startswith("zbl.") or key in CHILD_OWN:
-            continue
-        if key.startswith("readout.dev_") and state.get(key) is not None and state[key].shape != value.shape:
-            continue  # another number of heads: the child's fresh ones
-        if key not in state:
-            if key.startswith("readout.dev_"):
-                continue  # the child has one head: the parent's deviations are dropped
-            raise ValueError(f"the parent model has {key!r}, which the child model lacks")
-        state[key] = value.to(state[key].dtype)
-    model.load_state_dict(state)
-
-
 def _short(m: dict) -> str:
     if not m:
         return "none"
@@ -514,20 +391,6 @@ def _short(m: dict) -> str:
     if "stress_rmse_gpa" in m:
         s += f", S {m['stress_rmse_gpa']:.3f} GPa"
     return s + " (RMSE)"
-
-
-def _parameter_groups(model: CACE, lr: float, representation_factor: float) -> list[dict]:
-    """Adam's parameter groups: the readout at ``lr``, the rest (the representation) at
-    ``representation_factor * lr``; frozen parameters left out. The scheduler scales both alike.
-    One group when the factor is 1 (as checkpoints written before the factor existed have)."""
-    if representation_factor == 1.0:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "lr_factor": 1.0}]
-    readout = {id(p) for p in model.readout.parameters()}
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) in readout], "lr": lr,
-               "lr_factor": 1.0},
-              {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in readout],
-               "lr": lr * representation_factor, "lr_factor": representation_factor}]
-    return [g for g in groups if g["params"]]
 
 
 def _metadata(cfg: TrainConfig, recipe: dict, epoch: int, metrics: dict, split: dict, n_params: int) -> dict:

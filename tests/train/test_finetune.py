@@ -134,14 +134,14 @@ def test_representation_lr_and_replay(parent, tmp_path):
     """representation_lr gives the representation its own learning rate (a smaller step: it
     moves less than with the default); replay files enter as weighted extra data."""
     from cace_calc import load_model
-    from cace_calc.train.trainer import _parameter_groups
+    from cace_calc.train.parent import parameter_groups
 
     model = load_model(parent).requires_grad_(True)
-    groups = _parameter_groups(model, 1e-3, 0.1)
+    groups = parameter_groups(model, 1e-3, 0.1)
     readout = {id(p) for p in model.readout.parameters()}
     assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])
     assert all(id(p) in readout for p in groups[0]["params"]) and not any(id(p) in readout for p in groups[1]["params"])
-    assert len(_parameter_groups(model, 1e-3, 1.0)) == 1  # as checkpoints before the option
+    assert len(parameter_groups(model, 1e-3, 1.0)) == 1  # as checkpoints before the option
 
     write(tmp_path / "mine.xyz", shifted_copper())
     write(tmp_path / "old.xyz", emt_structures()[:4])
