@@ -159,9 +159,16 @@ def neighbour_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc: Sequence[b
     i, j, shift_idx = i.long(), j.long(), shift_idx.long()
     # one order whatever the cutoff (a list within a larger radius, filtered, gives the same
     # edges in the same order): by receiver, sender, then image
-    order = torch.arange(i.shape[0], device=i.device)
-    for key in (shift_idx[:, 2], shift_idx[:, 1], shift_idx[:, 0], j, i):
-        order = order[torch.argsort(key[order], stable=True)]
+    n = positions.shape[0]
+    m = int(shift_idx.abs().max()) if shift_idx.numel() else 0
+    base = 2 * m + 1
+    if n * n * base**3 < 2**62:  # one sort on one integer key (receiver, sender, image)
+        image = ((shift_idx[:, 0] + m) * base + shift_idx[:, 1] + m) * base + shift_idx[:, 2] + m
+        order = torch.argsort((i * n + j) * base**3 + image)
+    else:  # the same order, one stable sort per key
+        order = torch.arange(i.shape[0], device=i.device)
+        for key in (shift_idx[:, 2], shift_idx[:, 1], shift_idx[:, 0], j, i):
+            order = order[torch.argsort(key[order], stable=True)]
     # vesin's vector is x_j - x_i + S @ cell. The list is full, so the edge i <- j with vector
     # x_i - x_j - S @ cell is in it too: take i as the receiver. The shifts are Cartesian, so
     # they do not depend on which basis of the lattice (given or reduced) vesin used
