@@ -5,13 +5,14 @@ of the parent's own data.
   water:   `water` fine-tuned on the first 5 (and 15) frames of ../shared/data/water-dplr (another
            DFT set-up); errors on the last 5 frames. Replay does not apply: the parent's data is
            another set-up (another functional and energy reference), which the user wants to leave.
-  nbmotaw: `nbmotaw` fine-tuned on SNAP-labelled point-defect cells of the pure elements (a
-           chemistry its DFT data lacks: python scripts/snap_defect_data.py --set train/test);
+  nbmotaw: a model trained without them (--parent, e.g. `git show 9c95f02:pretrained/nbmotaw/model.pt`,
+           the one before stage 1b) fine-tuned on SNAP-labelled point-defect cells of the pure
+           elements (python scripts/snap_defect_data.py --set train/test);
            errors on the defect test set (128-atom cells, unseen) and, for what it forgets, on
            its own DFT test split; replay: 600 structures of its DFT training split beside them.
 
     python scripts/finetune_options.py water --out runs/finetune-options
-    python scripts/finetune_options.py nbmotaw --out runs/finetune-options
+    python scripts/finetune_options.py nbmotaw --parent before-1b.pt --out runs/finetune-options
 
 Prints a table and writes NAME.json. 2 CPU cores: a few minutes per fit.
 """
@@ -42,7 +43,7 @@ def water_cases(out: Path):
             yield f"{n} frames", label, dict(parent="water", data=[path], epochs=100, **opts), {"water-dplr last 5": test}
 
 
-def nbmotaw_cases(out: Path):
+def nbmotaw_cases(out: Path, parent: str = "nbmotaw"):
     from cace_calc import load_model
 
     defects = ase.io.read(ROOT / "runs" / "snap" / "defects_train.xyz", ":")
@@ -51,14 +52,14 @@ def nbmotaw_cases(out: Path):
     ase.io.write(path, pure, format="extxyz")
     test = ase.io.read(ROOT / "runs" / "snap" / "defects_test.xyz", ":")
     dft = ase.io.read(SHARED / "data" / "nbmotaw" / "nbmotaw_train.xyz", ":")
-    split = load_model("nbmotaw").metadata["split"]
+    split = load_model(parent).metadata["split"]
     rng = np.random.default_rng(0)
     replay = out / "nbmotaw-replay-600.xyz"
     ase.io.write(replay, [dft[i] for i in rng.choice(split["train"], 600, replace=False)], format="extxyz")
     checks = {"SNAP defect test set": test, "DFT test split": [dft[i] for i in split["test"]]}
     options = dict(OPTIONS, **{"replay 600 DFT structures (weight 0.3)": {"replay": [replay]}})
     for label, opts in options.items():
-        yield f"{len(pure)} defect cells", label, dict(parent="nbmotaw", data=[path], epochs=10, **opts), checks
+        yield f"{len(pure)} defect cells", label, dict(parent=parent, data=[path], epochs=10, **opts), checks
 
 
 def main(argv=None) -> int:
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("name", choices=["water", "nbmotaw"])
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--parent", default=None, help="the parent model (default: the pretrained one of that name); "
+                   "for nbmotaw, a model trained without the defect cells, e.g. the one before stage 1b")
     args = p.parse_args(argv)
     import torch
 
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cases = water_cases(out) if args.name == "water" else nbmotaw_cases(out)
+    cases = water_cases(out) if args.name == "water" else nbmotaw_cases(out, args.parent or "nbmotaw")
     rows, parent_done = [], set()
     for size, label, kwargs, checks in cases:
         if kwargs["parent"] not in parent_done:  # the parent itself, once
