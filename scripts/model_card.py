@@ -69,7 +69,8 @@ PROSE = {
         "use": (
             "bcc Nb, Mo, Ta, W and their binary, ternary and quaternary solid solutions (the NbMoTaW "
             "high-entropy alloy): lattice constants, elastic constants, phonons, MD up to high "
-            "temperatures, mixing and ordering energies at the accuracy stated below."),
+            "temperatures, mixing and ordering energies, vacancies and self-interstitials, collision "
+            "cascades (ZBL core) at the accuracy stated below."),
         "limits": [
             ("Ternary and quaternary chemistry is taught by SNAP, not DFT: on those compositions the model "
             "can be no closer to DFT than SNAP is (6.6 meV/atom, 0.25 eV/A on held-out quaternary DFT "
