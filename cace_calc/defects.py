@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.geometry import find_mic
 
 from .bulk import CalcOrModel, resolve_calculator
 from .relax import relax_cell, relax_positions
@@ -94,14 +95,9 @@ def point_defects(calc_or_model: CalcOrModel, element: str, kinds: Sequence[str]
         relaxed.calc = SinglePointCalculator(relaxed, energy=energy, forces=relaxed.get_forces())
         out[kind] = DefectResult(
             kind=kind, n_atoms=len(relaxed), formation_energy=float(energy - len(relaxed) * e_per_atom),
-            max_displacement=float(np.linalg.norm(_minimum_image(relaxed, moved), axis=1).max()),
+            max_displacement=float(find_mic(moved, relaxed.cell, relaxed.pbc)[1].max()),
             structure=relaxed)
     return out
-
-
-def _minimum_image(atoms: Atoms, vectors: np.ndarray) -> np.ndarray:
-    frac = np.linalg.solve(atoms.cell.array.T, vectors.T).T
-    return (frac - np.round(frac)) @ atoms.cell.array
 
 
 def _guess_a(element: str) -> float:
