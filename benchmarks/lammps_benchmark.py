@@ -4,8 +4,8 @@ calculator's time per energy+forces call on the same structure, same dtype and t
 Systems: liquid water, repeats of 64 H2O (192, 1,536, 12,288, 98,304 atoms), NVE from 300 K.
 Each (size, ranks) case is one LAMMPS run (``cace-calc lammps run``): ``--warmup`` steps, then
 ``--steps`` timed steps; the time per step is LAMMPS' loop time of the timed run divided by its
-steps. OMP_NUM_THREADS is cores / ranks for LAMMPS (torch threads per rank) and torch's default
-(the cores) for ASE. The memory column is LAMMPS' own per rank (atoms, ghosts), not torch's.
+steps. Torch runs cores / ranks threads per rank in LAMMPS (CACE_NUM_THREADS; LAMMPS' own
+OpenMP threads 1) and torch's default (the cores) for ASE. The memory column is LAMMPS' own per rank (atoms, ghosts), not torch's.
 
     python benchmarks/lammps_benchmark.py                                 # the full table (long)
     python benchmarks/lammps_benchmark.py --sizes 192 1536 --ranks 1 2 --steps 5

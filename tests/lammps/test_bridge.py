@@ -211,3 +211,18 @@ def test_element_errors(tmp_path):
         none = memoryview(np.zeros(0, np.int32))
         pair.compute(1, 1, memoryview(np.zeros(3)), memoryview(np.ones(1, np.int32)), none, none,
                      memoryview(np.zeros(3)))
+
+
+def test_torch_threads_from_cace_num_threads(tmp_path, monkeypatch):
+    path = save_model(make_model(elements=(1, 8)), tmp_path / "water.pt")
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("CACE_NUM_THREADS", "1")
+        PairCACE(str(path))
+        assert torch.get_num_threads() == 1
+        for bad in ("0", "two", "-1"):
+            monkeypatch.setenv("CACE_NUM_THREADS", bad)
+            with pytest.raises(ValueError, match="CACE_NUM_THREADS must be a positive integer"):
+                PairCACE(str(path))
+    finally:
+        torch.set_num_threads(before)

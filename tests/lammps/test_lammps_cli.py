@@ -111,3 +111,13 @@ def test_damaged_cached_plugin_is_rebuilt(tmp_path):
     assert again.returncode == 0 and "damaged" not in again.stderr
     assert again.stdout.strip().splitlines()[-1] == str(plugin)
     assert build_plugin() == real  # the real cache is untouched
+
+
+def test_environment_gives_torch_the_cores_and_lammps_one_thread(tmp_path):
+    from cace_calc.lammps import lammps_environment
+
+    env = lammps_environment(tmp_path / "caceplugin.so", np=2, env={})
+    assert env["CACE_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+    assert env["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in env
+    mine = lammps_environment(tmp_path / "caceplugin.so", np=1, env={"OMP_NUM_THREADS": "3", "CACE_NUM_THREADS": "5"})
+    assert mine["OMP_NUM_THREADS"] == "3" and mine["CACE_NUM_THREADS"] == "5"
