@@ -314,12 +314,10 @@ class CACE(torch.nn.Module):
         messages [V, C, n, m] or None. Returns, after the last
         layer, the per-atom energies of every head [n, K] (eV); before, (the tile's sender weights of the next
         layer [n, L, C] or None, A_t or None, feature rows of layers 0..t)."""
-        n_emb, n_rbf, n = self.config.n_embed, self.config.n_rbf, tile.n_atoms
+        n = tile.n_atoms
         a = None
         if sums is not None:
-            # A[v, (a, b), i, n] = theta_r[z_i, b] sum_e W[s(e), l(v), (a, b) or a] R[e, n] Y[e, v]
-            sums = sums.permute(1, 3, 0, 2).reshape(sums.shape[1], n_emb, -1, n, n_rbf)  # [V, a, b or 1, n, n_rbf]
-            a = self.radial_transform((sums * tile.theta_r).reshape(-1, self.n_channels, n, n_rbf))
+            a = self.__dict__.get("_compiled_density", self._density)(sums, tile.theta_r)
         if t > 0:
             if ar is not None:
                 a = ar if a is None else a + ar
@@ -332,9 +330,17 @@ class CACE(torch.nn.Module):
             return self.readout(torch.stack(features, dim=-1).reshape(n, -1), heads=heads)
         next_weights = None
         if len(self.bchi):
-            w = self.bchi[t](features[-1]).reshape(n, -1, n_emb, n_emb)  # [n, L, a, b]
+            w = self.bchi[t](features[-1]).reshape(n, -1, self.config.n_embed, self.config.n_embed)  # [n, L, a, b]
             next_weights = (w * tile.theta_s[:, None, :, None]).reshape(n, -1, self.n_channels)
         return next_weights, (a if len(self.ar) or len(self.memory) else None), features
+
+    def _density(self, sums: torch.Tensor, theta_r: torch.Tensor) -> torch.Tensor:
+        """The density A [V, C, n, m] of n receivers from their edge sums [n, V, n_rbf, F] and
+        receiver factors theta_r[z_i] [1, 1, b, n, 1]: A[v, (a, b), i] = theta_r[z_i, b]
+        sum_e W[s(e), l(v), (a, b) or a] R[e] Y[e, v], then mixed over the radial functions."""
+        n, n_v, n_rbf = sums.shape[0], sums.shape[1], sums.shape[2]
+        sums = sums.permute(1, 3, 0, 2).reshape(n_v, self.config.n_embed, -1, n, n_rbf)  # [V, a, b or 1, n, n_rbf]
+        return self.radial_transform((sums * theta_r).reshape(-1, self.n_channels, n, n_rbf))
 
     def _ar_messages(self, t: int, a_rows: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
                      senders: torch.Tensor, n_receivers: int) -> torch.Tensor:
@@ -355,13 +361,14 @@ class CACE(torch.nn.Module):
         return self.angular(unit, dim=1), radial
 
     def use_compiled_kernels(self) -> CACE:
-        """Compile the symmetriser (one fused kernel per pass), the edge basis and the per-tile
-        work of the edge sums with torch.compile (dynamic shapes); same numbers, for inference
+        """Compile the symmetriser (one fused kernel per pass), the edge basis, the per-tile
+        work of the edge sums and the density (edge sums to radial mixing) with torch.compile (dynamic shapes); same numbers, for inference
         (not training). The first call compiles (seconds to a minute); needs a C++ compiler on
         CPU. Returns the model."""
         # kept out of the module tree so that state_dict and model files do not change
         self.__dict__["_compiled_symmetrizer"] = torch.compile(self.symmetrizer, dynamic=True)
         self.__dict__["_compiled_edge_basis"] = torch.compile(self.edge_basis, dynamic=True)
+        self.__dict__["_compiled_density"] = torch.compile(self._density, dynamic=True)
         return self
 
     def forward(self, graph: Graph, *, forces: bool = True, stress: bool = False, training: bool = False,
