@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--split-from", default="nbmotaw", help="model whose metadata holds the valid/test split")
+    p.add_argument("--groups", nargs="+", default=list(GROUPS), help="config_types written (default: %(default)s)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
@@ -33,9 +34,9 @@ def main(argv=None) -> int:
     split = load_model(args.split_from).metadata["split"]
     held = set(split["test"]) | set(split["valid"])
     frames = ase.io.read(args.data, ":")
-    chosen = [a for i, a in enumerate(frames) if i not in held and a.info.get("config_type") in GROUPS]
+    chosen = [a for i, a in enumerate(frames) if i not in held and a.info.get("config_type") in args.groups]
     ase.io.write(args.out, chosen)
-    print(f"wrote {len(chosen)} structures ({', '.join(GROUPS)}, training split only) to {args.out}")
+    print(f"wrote {len(chosen)} structures ({', '.join(args.groups)}, training split only) to {args.out}")
     return 0
 
 
