@@ -123,11 +123,9 @@ class Recorder:
 
     def __init__(self, model):
         import cace_calc.model as model_module
-        from cace_calc.nn import edge_sums as edge_sums_module
 
         self.model, self.calls = model, []
         self._module, self._edge_sums = model_module, model_module.edge_sums
-        self._compiled_sums = edge_sums_module._compiled_kernels
         self.layer = 0
 
     def _record(self, name, eager, compiled, args):
@@ -214,7 +212,6 @@ def kernel_rows(calls, peaks, repeat: int) -> list[dict]:
         bwd_bytes = nbytes(grads) + nbytes(a for a in inputs if isinstance(a, torch.Tensor)) + nbytes(
             g for g in got if g is not None)
 
-        compiled_outs = outputs(compiled)
         ms_f = median_ms(forward, repeat)
 
         def backward():
@@ -225,7 +222,6 @@ def kernel_rows(calls, peaks, repeat: int) -> list[dict]:
 
         backward()
         ms_b = 1e3 * statistics.median(backward() for _ in range(repeat))
-        del compiled_outs
         key = name.split(",")[0] if name == "edge basis" else name
         row = rows.setdefault(key, {"kernel": key, "fwd_flops": 0, "fwd_bytes": 0, "fwd_bytes_op_by_op": 0,
                                     "fwd_ms": 0.0, "bwd_flops": 0, "bwd_bytes": 0, "bwd_bytes_op_by_op": 0,

@@ -362,8 +362,8 @@ class CACE(torch.nn.Module):
 
     def use_compiled_kernels(self) -> CACE:
         """Compile the symmetriser (one fused kernel per pass), the edge basis, the per-tile
-        work of the edge sums and the density (edge sums to radial mixing) with torch.compile (dynamic shapes); same numbers, for inference
-        (not training). The first call compiles (seconds to a minute); needs a C++ compiler on
+        work of the edge sums and the density (edge sums to radial mixing) with torch.compile
+        (dynamic shapes); same numbers, for inference (not training). The first call compiles (seconds to a minute); needs a C++ compiler on
         CPU. Returns the model."""
         # kept out of the module tree so that state_dict and model files do not change
         self.__dict__["_compiled_symmetrizer"] = torch.compile(self.symmetrizer, dynamic=True)

@@ -63,8 +63,8 @@ class PairCACE:
     up to a minute) or ``"no"``; uncertainty ``"yes"`` (models with several readout heads)
     computes the uncertainties every step (see :meth:`compute`) or ``"no"``. Torch runs with
     CACE_NUM_THREADS threads when that is set (else torch's default: OMP_NUM_THREADS or the
-    cores). Raises the
-    package's errors (ModelFileError, ...), which the plugin turns into a LAMMPS error.
+    cores). Raises the package's errors (ModelFileError, ...), which the plugin turns into a
+    LAMMPS error.
     """
 
     def __init__(self, model: str, dtype: str = "float64", device: str = "cpu", compile: str = "no",
