@@ -69,9 +69,10 @@ class CACECalculator(Calculator):
         compiles for seconds to a minute.
     uncertainty: for models that carry one (several readout heads): ``True`` adds calibrated
         one-sigma uncertainties to the results at little cost: ``energy_uncertainty`` (eV, of
-        the total energy), ``energies_uncertainty`` (eV, per atom) and ``forces_uncertainty``
-        ((N,), eV/A, of each Cartesian component of the atom's force, estimated from the
-        spread of the per-atom energies around it). ``"members"`` runs one backward pass per
+        the total energy) and ``energies_uncertainty`` (eV, per atom), from the prediction
+        rigidity of the readout's last layer, and ``forces_uncertainty`` ((N,), eV/A, of each
+        Cartesian component of the atom's force, estimated from the heads' spread of the
+        per-atom energies around it and the atom's force). ``"members"`` runs one backward pass per
         head (about K times the cost of the forces) and adds every member's results
         (``energy_members`` (K,), ``forces_members`` (K, N, 3), ``stress_members`` (K, 6)), with
         ``forces_uncertainty`` and ``stress_uncertainty`` (6,) from the members' spread.

@@ -174,6 +174,10 @@ class CACE(torch.nn.Module):
             # per element, each head's constant offset from the heads' mean (eV, summing to zero over
             # heads), removed so that the spread is what changes with the structure, not a constant
             self.register_buffer("head_offsets", torch.zeros(nz, cfg.n_heads, dtype=torch.float64))
+            # the energy's prediction rigidity: B [R, R] with (F^T F + lambda)^-1 = B B^T, F the training
+            # structures' mean last-layer rows (uncertainty.fit_rigidity); energy sigma s0 |sum_i r_i B|.
+            # [R, 0] until fitted (files from before it: the heads' energy spread instead)
+            self.register_buffer("energy_rigidity", torch.zeros(self.readout.n_rows, 0, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # files calibrated before the estimate had per-element factors, a force term and the heads offsets
@@ -182,14 +186,26 @@ class CACE(torch.nn.Module):
             state_dict.setdefault(prefix + "estimate_element_scale", torch.ones(nz, dtype=torch.float64))
             state_dict.setdefault(prefix + "head_offsets", torch.zeros(nz, self.config.n_heads, dtype=torch.float64))
             state_dict.setdefault(prefix + "estimate_force_fraction", torch.zeros(nz, dtype=torch.float64))
+            rigidity = state_dict.get(prefix + "energy_rigidity")
+            if rigidity is None:
+                state_dict[prefix + "energy_rigidity"] = self.energy_rigidity
+            else:  # the buffer takes the fitted shape
+                self.energy_rigidity = torch.zeros_like(rigidity, dtype=torch.float64)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, recurse=True):
         # keep E0 in float64 when the model is cast (float32 would cost ~1e-5 eV per atom)
-        e0 = self.e0
+        e0, rigidity = self.e0, getattr(self, "energy_rigidity", None)
         super()._apply(fn, recurse)
         self.e0 = e0.to(device=self.elements.device, dtype=torch.float64)
+        if rigidity is not None:  # and the rigidity (a sum of many atoms' rows goes through it)
+            self.energy_rigidity = rigidity.to(device=self.elements.device, dtype=torch.float64)
         return self
+
+    @property
+    def has_rigidity(self) -> bool:
+        """Whether the energy's prediction rigidity is fitted (:func:`cace_calc.uncertainty.fit_rigidity`)."""
+        return self.n_heads > 1 and self.energy_rigidity.shape[1] > 0
 
     @property
     def cutoff(self) -> float:
@@ -209,11 +225,12 @@ class CACE(torch.nn.Module):
     def atomic_energies(self, species: torch.Tensor, vectors: torch.Tensor, receivers: torch.Tensor,
                         senders: torch.Tensor, n_receivers: int | None = None,
                         exchange: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        heads: bool = False) -> torch.Tensor:
+                        heads: bool = False, rows: bool = False):
         """Per-atom energies without E0 [n_receivers] (eV) from element indices [N] and edge
         vectors r_e = x_receiver - x_sender + shift [E, 3] (Angstrom): the mean over readout
         heads, or with ``heads=True`` every head's [n_receivers, K]. The ZBL core, when the
-        model has one, is in every head.
+        model has one, is in every head. ``rows=True`` (with ``heads``) returns a pair: those and
+        the readout's last-layer rows [n_receivers, R] (for the energy's prediction rigidity).
 
         By default every atom is a receiver (n_receivers = N). With ``n_receivers`` < N the atoms
         from n_receivers on are ghosts: copies of atoms held elsewhere (another MPI rank, a
@@ -288,7 +305,7 @@ class CACE(torch.nn.Module):
                 if t == 0 or len(self.bchi):
                     sums = edge_sums(weights, tile.senders, tile.y, tile.r, self.angular.l_blocks,
                                      compiled=compiled)
-                fn = functools.partial(self._layer, t, tile, heads)
+                fn = functools.partial(self._layer, t, tile, heads, rows)
                 outs.append(checkpoint(fn, sums, ar, a, *features, use_reentrant=False) if recompute
                             else fn(sums, ar, a, *features))
             if t < self.config.n_layers:
@@ -297,15 +314,19 @@ class CACE(torch.nn.Module):
                 a_rows = state[0][0].permute(2, 0, 1, 3) if len(self.ar) else None  # [n_recv, V, C, m]
                 weights, a_rows = with_ghosts(weights, a_rows)
         eps = torch.cat(outs)  # [n_recv, K], or [n_recv, 1]: the readout alone, the members' mean
+        last_rows = None
+        if rows:
+            eps, last_rows = eps[:, :-self.readout.n_rows], eps[:, -self.readout.n_rows:]
         if heads and self.n_heads > 1:
             eps = eps - self.head_offsets.to(eps.dtype)[species[:n_recv]]
         if self.zbl is not None:
             d = (vectors * vectors).sum(dim=-1).sqrt()
             core = self.zbl(species[receivers], species[senders], d)
             eps = eps + eps.new_zeros(n_recv).index_add_(0, receivers, core.to(eps.dtype)).unsqueeze(-1)
-        return eps if heads else eps[:, 0]
+        eps = eps if heads else eps[:, 0]
+        return (eps, last_rows) if rows else eps
 
-    def _layer(self, t: int, tile: _ReceiverTile, heads: bool, sums: torch.Tensor | None, ar: torch.Tensor | None,
+    def _layer(self, t: int, tile: _ReceiverTile, heads: bool, rows: bool, sums: torch.Tensor | None, ar: torch.Tensor | None,
                a_prev: torch.Tensor | None, *features: torch.Tensor):
         """Layer t on one tile of n receivers: the density A_t [V, C, n, m] (layer 0 from the
         sender embeddings, later layers from messages), B_t = Sym(A_t) and its feature rows
@@ -327,7 +348,7 @@ class CACE(torch.nn.Module):
         b = self.__dict__.get("_compiled_symmetrizer", self.symmetrizer)(a)  # [S, C, n, m]
         features = (*features, b.permute(2, 3, 0, 1).reshape(n, -1))  # CACE's (m, s, c) order
         if t == self.config.n_layers:
-            return self.readout(torch.stack(features, dim=-1).reshape(n, -1), heads=heads)
+            return self.readout(torch.stack(features, dim=-1).reshape(n, -1), heads=heads, rows=rows)
         next_weights = None
         if len(self.bchi):
             w = self.bchi[t](features[-1]).reshape(n, -1, self.config.n_embed, self.config.n_embed)  # [n, L, a, b]
@@ -380,7 +401,8 @@ class CACE(torch.nn.Module):
 
         Models with several readout heads carry an uncertainty (calibrated one sigma).
         ``uncertainty=True`` adds ``energy_uncertainty`` [G] and ``energies_uncertainty`` [N]
-        (eV, from the heads' spread) and, with forces, ``forces_uncertainty`` [N] (eV/A, per
+        (eV: the prediction rigidity of the readout's last layer, :meth:`energy_sigma_rigidity`;
+        the heads' spread for files without it), ``energy_members`` [G, K] and, with forces, ``forces_uncertainty`` [N] (eV/A, per
         Cartesian component), estimated at no extra cost from the spread of the per-atom energies
         in each atom's neighbourhood and a part in proportion to the atom's predicted force:
         sqrt((s_z * spread)^2 + (b_z * |F|)^2), s_z and b_z per element from the calibration. ``members=True`` runs one backward pass per head
@@ -399,8 +421,13 @@ class CACE(torch.nn.Module):
         need_grad = forces or stress
         if need_grad and not vectors.requires_grad:
             vectors.requires_grad_(True)
-        eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
-                                         heads=uncertainty or members)
+        last_rows = None
+        if (uncertainty or members) and self.has_rigidity:
+            eps_heads, last_rows = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
+                                                        heads=True, rows=True)
+        else:
+            eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
+                                             heads=uncertainty or members)
         eps = eps_heads.mean(dim=-1) if eps_heads.dim() == 2 else eps_heads
         # E0 is large (~100 eV per atom): energies are accumulated in float64 whatever the dtype
         e0 = self.e0[graph.species]
@@ -409,6 +436,8 @@ class CACE(torch.nn.Module):
         out = {"energy": energy, "energies": energies}
         if uncertainty or members:
             out.update(self._spread(graph, eps_heads.to(torch.float64), e0))  # with graph: a loss may use it
+            if last_rows is not None:
+                out.update(self.energy_sigma_rigidity(last_rows.detach(), graph.batch, graph.n_graphs))
         if need_grad:
             if members:
                 grads = [torch.autograd.grad(eps_heads[:, k].sum(), vectors, retain_graph=training or k + 1 < self.n_heads,
@@ -450,6 +479,17 @@ class CACE(torch.nn.Module):
                 "energy_uncertainty": scale[0] * energy_members.std(dim=-1, correction=0),
                 "energies_uncertainty": scale[0] * var_atoms.sqrt(),
                 "forces_spread": neighbourhood.sqrt()}
+
+    def energy_sigma_rigidity(self, last_rows: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> dict[str, torch.Tensor]:
+        """The calibrated energy sigmas from the prediction rigidity of the readout's last layer,
+        given the atoms' last-layer rows [N, R] and their graph [N]: ``energy_uncertainty`` [G]
+        s0 |(sum_i r_i) B| and ``energies_uncertainty`` [N] s0 |r_i B| (eV)."""
+        b = self.energy_rigidity
+        totals = last_rows.new_zeros(n_graphs, last_rows.shape[1], dtype=torch.float64).index_add_(
+            0, batch, last_rows.to(torch.float64))
+        per_atom = (last_rows @ b.to(last_rows.dtype)).to(torch.float64)
+        s0 = self.uncertainty_scale[0]
+        return {"energy_uncertainty": s0 * (totals @ b).norm(dim=-1), "energies_uncertainty": s0 * per_atom.norm(dim=-1)}
 
     def force_sigma_estimate(self, spread: torch.Tensor, forces: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """The calibrated neighbourhood force sigma [N] (eV/A) from each atom's raw spread (the

@@ -1,9 +1,13 @@
 """Calibration of a model's uncertainty on labelled structures, and how well it is calibrated.
 
-A model with several readout heads predicts a spread; :func:`calibrate` removes each head's
-constant per-element offset from the heads' mean and scales the spread so that on a validation set
-the errors divided by sigma have unit variance (one factor each for energies and the members'
-forces). The neighbourhood force estimate gets, per element, a factor on the spread and a
+The energy's sigma is the prediction rigidity of the readout's last layer: :func:`fit_rigidity`
+stores B with B B^T = (F^T F + lambda I)^-1, F the training structures' mean last-layer rows
+(what the readout's energy is linear in), and a structure's sigma is s0 |(sum_i r_i) B|: small
+where the training structures pin the last layer down, large in directions they do not
+(far from the data). A model with several readout heads predicts a spread of forces;
+:func:`calibrate` removes each head's constant per-element offset from the heads' mean and scales
+the energy sigma and the members' force spread so that on a validation set the errors divided by
+sigma have unit variance. The neighbourhood force estimate gets, per element, a factor on the spread and a
 fraction of the predicted force, sigma^2 = (s_z spread)^2 + (b_z |F|)^2, both by maximum
 likelihood (force errors grow with the force; the heads' spread alone ranks them poorly). :func:`calibration_report` measures,
 on data never used for that, the coverage of one and two sigma and the Spearman rank
@@ -111,6 +115,31 @@ def center_heads(model: CACE, frames: list[Frame], device: torch.device | str = 
         counts.index_add_(0, g.species.cpu(), torch.ones(len(heads), dtype=torch.float64))
     offsets = sums / counts.clamp_min(1.0)[:, None]
     model.head_offsets.copy_(offsets - offsets.mean(dim=-1, keepdim=True))
+
+
+RIGIDITY_RIDGE = 1e-4  # lambda of the rigidity, relative to the mean diagonal of F^T F
+RIGIDITY_STRUCTURES = 2000  # training structures the rigidity is fitted on (every k-th, at most)
+
+
+@torch.no_grad()
+def fit_rigidity(model: CACE, frames: list[Frame], device: torch.device | str = "cpu", batch_size: int = 8) -> dict:
+    """Fit the energy's prediction rigidity on the (training) ``frames``: every k-th of them, at
+    most RIGIDITY_STRUCTURES; sets ``model.energy_rigidity`` and returns how it was fitted."""
+    step = max(1, -(-len(frames) // RIGIDITY_STRUCTURES))
+    chosen = frames[::step]
+    width = model.readout.n_rows
+    gram = torch.zeros(width, width, dtype=torch.float64)
+    for batch in batches(chosen, batch_size, shuffle=False):
+        g = batch.graph.to(device)
+        vectors = (g.positions[g.receivers] - g.positions[g.senders] + g.shifts).to(model.embed_sender.dtype)
+        _, rows = model.atomic_energies(g.species, vectors, g.receivers, g.senders, rows=True)
+        sums = rows.new_zeros(int(g.n_graphs), width, dtype=torch.float64).index_add_(0, g.batch, rows.to(torch.float64))
+        mean = (sums / batch.n_atoms.to(device, torch.float64)[:, None]).cpu()
+        gram += mean.T @ mean
+    lam = RIGIDITY_RIDGE * float(torch.trace(gram)) / width
+    values, vectors_ = torch.linalg.eigh(gram + lam * torch.eye(width, dtype=torch.float64))
+    model.energy_rigidity = (vectors_ / values.sqrt()).to(model.e0.device)
+    return {"structures": len(chosen), "ridge": lam}
 
 
 THRESHOLD_FACTOR = 2.0  # MD warns above this times the largest force sigma of the validation set

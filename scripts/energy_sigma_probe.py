@@ -5,10 +5,14 @@ energy per atom >= 0.4 per structure).
 Candidates, each fitted on the training split (a subsample) and scaled on the validation split,
 then scored on the test split:
 
-- heads: the shipped energy sigma (spread of the readout heads);
+- shipped: the model's own energy sigma (the prediction rigidity below, fitted on the training
+  split and the extra training files when the model was trained; the heads' spread for files
+  from before it);
+- heads: the spread of the readout heads' energies;
 - last layer, per structure: prediction rigidity of the readout's last linear layer (its features:
   the last hidden layer, the input rows of the linear term and a constant), sigma^2 = f^T
-  (F^T F + lambda I)^-1 f with f the structure's mean feature row and F the training structures';
+  (F^T F + lambda I)^-1 f with f the structure's mean feature row and F the training structures'
+  (this probe refits it on the training split alone);
 - last layer, per atom: the same with every training atom's row (F^T F scaled to structures);
 - force sigma: the root mean square of the structure's cheap per-atom force sigmas.
 
@@ -38,7 +42,7 @@ def collect(model, images, last_layer_rows):
     from cace_calc.train.data import batches, make_frames
 
     frames = make_frames(images, model.config.elements, model.cutoff, stress=False)
-    out = {k: [] for k in ("error", "heads", "mean_row", "force_sigma", "atom_rows")}
+    out = {k: [] for k in ("error", "shipped", "heads", "mean_row", "force_sigma", "atom_rows")}
     captured = {}
     hook = model.readout.register_forward_pre_hook(lambda mod, args: captured.__setitem__("x", args[0].detach()))
     try:
@@ -51,7 +55,8 @@ def collect(model, images, last_layer_rows):
             f2 = res["forces_uncertainty"].detach().to(torch.float64).square()
             rms = (torch.zeros_like(n).index_add_(0, g, f2) / n).sqrt()
             out["error"].append(((res["energy"] - batch.energy) / n).detach().abs().numpy())
-            out["heads"].append((res["energy_uncertainty"] / n).detach().numpy())
+            out["shipped"].append((res["energy_uncertainty"] / n).detach().numpy())
+            out["heads"].append((res["energy_members"].std(dim=-1, correction=0) / n).detach().numpy())
             out["mean_row"].append((sums / n[:, None]).numpy())
             out["force_sigma"].append(rms.numpy())
             out["atom_rows"].append(rows.numpy())
@@ -99,11 +104,11 @@ def main(argv=None) -> int:
     print(f"{args.model}: {len(train['error'])} training, {len(sets['valid']['error'])} validation and "
           f"{len(sets['test']['error'])} test structures")
     print(f"{'energy sigma':28s} {'Spearman valid':>14s} {'Spearman test':>13s} {'test 2-sigma coverage':>21s}")
-    for name in ("heads", *gram, "force sigma"):
+    for name in ("shipped", "heads", *gram, "force sigma"):
         sig = {}
         for s in ("valid", "test"):
             d = sets[s]
-            sig[s] = (d["heads"] if name == "heads" else d["force_sigma"] if name == "force sigma"
+            sig[s] = (d[name] if name in ("shipped", "heads") else d["force_sigma"] if name == "force sigma"
                       else rigidity(gram[name], d["mean_row"]))
         valid, test = sets["valid"], sets["test"]
         scale = np.sqrt(np.mean((valid["error"] / sig["valid"]) ** 2))

@@ -1,5 +1,6 @@
 """Calibrate a trained model's uncertainty again on its own validation split (the split and the
-data are read from the model file's metadata), and write the model with the new factors, its
+data are read from the model file's metadata; the energy's prediction rigidity is fitted again
+on its training split and the recipe's extra training files), and write the model with the new factors, its
 validation and test errors and calibration metrics: for a model trained before the calibration
 changed, or a run stopped before its final calibration.
 
@@ -19,7 +20,7 @@ import torch
 from cace_calc import load_model, save_model
 from cace_calc.train import evaluate
 from cace_calc.train.data import make_frames
-from cace_calc.uncertainty import calibrate, calibration_report
+from cace_calc.uncertainty import calibrate, calibration_report, fit_rigidity
 
 
 def main(argv=None) -> int:
@@ -40,6 +41,13 @@ def main(argv=None) -> int:
                              stress=stress) for k in ("valid", "test")}
     for k, f in frames.items():  # the errors too, as the training run writes them at its end
         meta["metrics"][k] = evaluate(model, f, torch.device("cpu"))
+    train = [images[i] for i in meta["split"]["train"]]
+    for extra in meta["recipe"]["data"].get("extra") or []:
+        if not Path(extra["path"]).is_file():
+            sys.exit(f"the extra training file {extra['path']} is not here: make it as the recipe says")
+        train += ase.io.read(extra["path"], ":")
+    meta["metrics"]["energy_rigidity"] = fit_rigidity(
+        model, make_frames(train, model.config.elements, model.cutoff, stress=False))
     scales = calibrate(model, frames["valid"])
     meta["metrics"]["uncertainty_scale"] = scales
     meta["metrics"]["calibration"] = {k: calibration_report(model, f) for k, f in frames.items() if f}

@@ -163,3 +163,81 @@ def test_force_term_found_where_errors_grow_with_the_force():
     assert b == pytest.approx(0.1, rel=0.03) and a < 0.1
     a, b = spread_and_force_scales(rng.normal(size=20000) * 2.0 * spread, spread, force)
     assert a == pytest.approx(2.0, rel=0.03) and b < 0.002
+
+
+def _emt_copper(n, rattle, seed, scale=1.0):
+    """Rattled copper cells labelled by EMT (another potential: real errors for the model)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        a = bulk("Cu", cubic=True, a=3.61 * scale) * (2, 1, 1)
+        a.positions += rng.normal(scale=rattle, size=a.positions.shape)
+        a.calc = EMT()
+        a.get_potential_energy()
+        images.append(a)
+    return images
+
+
+def test_energy_sigma_is_the_prediction_rigidity_and_grows_off_the_data(tmp_path):
+    """After fit_rigidity the energy sigma is s0 |(sum_i r_i) B| with B B^T = (F^T F + lambda)^-1
+    (F the frames' mean last-layer rows), per atom s0 |r_i B|; it is larger on compressed cells
+    than on cells like the fitted ones, and the model file keeps it."""
+    from cace_calc import load_model, save_model
+    from cace_calc.uncertainty import RIGIDITY_RIDGE, fit_rigidity
+
+    model = make_model(("bchi",), n_heads=3, elements=(29,), seed=5)
+    fitted = _emt_copper(12, 0.05, seed=1)
+    frames = make_frames(fitted, [29], model.cutoff, stress=False)
+    assert not model.has_rigidity
+    info = fit_rigidity(model, frames)
+    assert model.has_rigidity and info["structures"] == 12
+    calibrate(model, frames)
+    graph = build_graph(fitted[:2], [29], model.cutoff)
+    out = model(graph, forces=True, uncertainty=True)
+    # the formula, from the rows computed independently
+    vectors = graph.positions[graph.receivers] - graph.positions[graph.senders] + graph.shifts
+    _, rows = model.atomic_energies(graph.species, vectors, graph.receivers, graph.senders, rows=True)
+    rows = rows.detach()
+    all_graph = build_graph(fitted, [29], model.cutoff)
+    v_all = all_graph.positions[all_graph.receivers] - all_graph.positions[all_graph.senders] + all_graph.shifts
+    _, r_all = model.atomic_energies(all_graph.species, v_all, all_graph.receivers, all_graph.senders, rows=True)
+    means = torch.stack([r_all.detach()[all_graph.batch == k].mean(dim=0) for k in range(len(fitted))])
+    gram = means.T @ means
+    gram += RIGIDITY_RIDGE * torch.trace(gram) / len(gram) * torch.eye(len(gram), dtype=torch.float64)
+    inverse = torch.linalg.inv(gram)
+    s0 = model.uncertainty_scale[0]
+    for k in range(2):
+        total = rows[graph.batch == k].sum(dim=0)
+        assert float(out["energy_uncertainty"][k]) == pytest.approx(float(s0 * (total @ inverse @ total).sqrt()), rel=1e-6)
+    expected_atoms = s0 * torch.einsum("ni,ij,nj->n", rows, inverse, rows).sqrt()
+    torch.testing.assert_close(out["energies_uncertainty"], expected_atoms, rtol=1e-6, atol=0)
+    # the energy errors over the calibrated sigma have unit variance on the calibration frames
+    from cace_calc.uncertainty import residuals
+
+    raw = residuals(model, frames)
+    assert np.mean((raw.energy_error / (float(s0) * raw.energy_sigma)) ** 2) == pytest.approx(1.0, rel=1e-9)
+    # off the data: compressed by 12 % in length, a larger sigma per atom than any fitted cell's
+    squeezed = _emt_copper(4, 0.05, seed=2, scale=0.88)
+    far = model(build_graph(squeezed, [29], model.cutoff), forces=True, uncertainty=True)
+    near = model(build_graph(fitted, [29], model.cutoff), forces=True, uncertainty=True)
+    assert float(far["energy_uncertainty"].min()) > 3 * float(near["energy_uncertainty"].max())
+    # kept by the model file (its shape too); a float32 model keeps it in float64
+    path = save_model(model, tmp_path / "m.pt")
+    loaded = load_model(path, dtype=torch.float32)
+    assert loaded.energy_rigidity.dtype == torch.float64
+    torch.testing.assert_close(loaded.energy_rigidity, model.energy_rigidity)
+    again = load_model(path, dtype=torch.float64)(graph, forces=True, uncertainty=True)
+    torch.testing.assert_close(again["energy_uncertainty"], out["energy_uncertainty"])
+
+
+def test_energy_sigma_of_a_file_without_rigidity_is_the_heads_spread(heads_model):
+    """Files calibrated before the rigidity have none fitted: their energy sigma stays the
+    calibrated spread of the heads' energies."""
+    assert not heads_model.has_rigidity
+    graph = build_graph([periodic_cell()], heads_model.config.elements, heads_model.cutoff)
+    out = heads_model(graph, forces=False, uncertainty=True)
+    spread = out["energy_members"].std(dim=-1, correction=0)
+    torch.testing.assert_close(out["energy_uncertainty"], heads_model.uncertainty_scale[0] * spread)

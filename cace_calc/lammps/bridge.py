@@ -179,7 +179,7 @@ class PairCACE:
             if self.uncertainty:
                 self.communicate(np.zeros((nall, 1)), False)
                 self.communicate(np.zeros((nall, 3)), True)
-                self._summarize(np.zeros(self.model.n_heads), np.zeros(0), np.zeros(0, np.int64), stats)
+                self._summarize(np.zeros(self._total_width()), np.zeros(0), np.zeros(0, np.int64), stats)
             return 0.0
         positions = torch.from_numpy(np.frombuffer(x, dtype=np.float64, count=3 * nall).reshape(nall, 3).copy())
         type_of = torch.from_numpy(np.frombuffer(types, dtype=np.int32, count=nall).astype(np.int64))
@@ -194,7 +194,11 @@ class PairCACE:
         vectors = vectors.to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
             heads = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
-                                               exchange=exchange, heads=self.uncertainty)
+                                               exchange=exchange, heads=self.uncertainty,
+                                               rows=self.uncertainty and self.model.has_rigidity)
+            last_rows = None
+            if isinstance(heads, tuple):
+                heads, last_rows = heads[0], heads[1].detach()
             local = heads.mean(dim=-1) if self.uncertainty else heads  # the members' mean: the readout
             # the ghosts' rows enter the objective with weight zero, so that every exchange's
             # backward (a reverse communication) runs on every rank, whatever its graph; the
@@ -226,16 +230,24 @@ class PairCACE:
             raise FloatingPointError("the model returned a non-finite energy or forces; are two atoms on top "
                                      "of each other?")
         if self.uncertainty:
-            self._uncertainty(nall, heads.detach(), forces.detach(), species[:nlocal], keep_np, receivers, senders,
-                              tags, sigma, stats)
+            self._uncertainty(nall, heads.detach(), last_rows, forces.detach(), species[:nlocal], keep_np, receivers,
+                              senders, tags, sigma, stats)
         return energy
 
-    def _uncertainty(self, nall: int, heads: torch.Tensor, forces: torch.Tensor, species: torch.Tensor,
-                     keep: np.ndarray, receivers: torch.Tensor, senders: torch.Tensor, tags, sigma, stats) -> None:
+    def _total_width(self) -> int:
+        """Width of the per-rank sums reduced over ranks for the energy sigma: the heads' energies
+        and, when the model has its rigidity fitted, the last-layer rows."""
+        return self.model.n_heads + (self.model.readout.n_rows if self.model.has_rigidity else 0)
+
+    def _uncertainty(self, nall: int, heads: torch.Tensor, last_rows: torch.Tensor | None, forces: torch.Tensor,
+                     species: torch.Tensor, keep: np.ndarray, receivers: torch.Tensor, senders: torch.Tensor, tags,
+                     sigma, stats) -> None:
         """The uncertainties of :meth:`compute` from the local atoms' energies of every head
-        [nlocal, K] (eV), this rank's forces on the graph's atoms [n, 3] (eV/A) and the graph
+        [nlocal, K] (eV) and their last-layer rows [nlocal, R] (None without a fitted rigidity),
+        this rank's forces on the graph's atoms [n, 3] (eV/A) and the graph
         (``keep``: the rank's index of each graph atom; edges into the local atoms). As the
-        model: energy sigma s0 * std_k(sum_i eps_ik), atom i's energy sigma s0 * sqrt(var_i), its
+        model: energy sigma s0 |(sum_i r_i) B| and atom i's s0 |r_i B| (the rigidity; without it
+        s0 * std_k(sum_i eps_ik) and s0 * sqrt(var_i)), its
         force sigma CACE.force_sigma_estimate of sqrt(var_i + sum of var_j over the senders j of its
         edges) and its whole force (var: the population variance over heads, eV^2; ``species``
         of the local atoms). The ghosts' variances come from their owners (forward) and the
@@ -256,17 +268,25 @@ class PairCACE:
         force_sigma = model.force_sigma_estimate(neighbourhood.sqrt().to(model.e0.device), torch.from_numpy(
             parts[:nlocal]).to(model.e0.device), species).cpu().numpy()
         out = np.frombuffer(sigma, dtype=np.float64, count=2 * nlocal).reshape(nlocal, 2)
-        out[:, 0] = scale[0] * var.sqrt().numpy()
+        # E0 cancels in the spread of the total energy: left out, it costs no precision
+        totals = [heads.sum(dim=0).numpy()]
+        if last_rows is None:
+            out[:, 0] = scale[0] * var.sqrt().numpy()
+        else:
+            rig = model.energy_sigma_rigidity(last_rows, torch.zeros(nlocal, dtype=torch.long,
+                                                                     device=last_rows.device), 1)
+            out[:, 0] = rig["energies_uncertainty"].cpu().numpy()
+            totals.append(last_rows.to("cpu", torch.float64).sum(dim=0).numpy())
         out[:, 1] = force_sigma
         ids = np.frombuffer(tags, dtype=np.int32, count=nlocal).astype(np.int64)
-        # E0 cancels in the spread of the total energy: left out, it costs no precision
-        self._summarize(heads.sum(dim=0).numpy(), force_sigma, ids, stats)
+        self._summarize(np.concatenate(totals), force_sigma, ids, stats)
 
-    def _summarize(self, head_totals: np.ndarray, force_sigma: np.ndarray, ids: np.ndarray, stats) -> None:
-        """``stats`` of :meth:`compute` from this rank's sums of the local atoms' energies per head
-        [K] (eV), its atoms' force sigmas (eV/A) and IDs, reduced over all ranks (the smallest ID
-        among atoms with the same largest sigma)."""
-        totals = np.array(head_totals, dtype=np.float64)
+    def _summarize(self, local_totals: np.ndarray, force_sigma: np.ndarray, ids: np.ndarray, stats) -> None:
+        """``stats`` of :meth:`compute` from this rank's sums over its local atoms of the energies
+        per head [K] (eV) and of the last-layer rows [R] (with a fitted rigidity), its atoms'
+        force sigmas (eV/A) and IDs, reduced over all ranks (the smallest ID among atoms with the
+        same largest sigma)."""
+        totals = np.array(local_totals, dtype=np.float64)
         self.allreduce(totals, "sum")
         largest = np.array([force_sigma.max() if len(force_sigma) else 0.0])
         self.allreduce(largest, "max")
@@ -275,8 +295,14 @@ class PairCACE:
         self.allreduce(atom, "max")
         self.largest_force_sigma = max(self.largest_force_sigma, float(largest[0]))
         scale = float(self.model.uncertainty_scale[0])
+        k = self.model.n_heads
+        if self.model.has_rigidity:
+            b = self.model.energy_rigidity.to("cpu", torch.float64).numpy()
+            energy_sigma = scale * float(np.linalg.norm(totals[k:] @ b))
+        else:
+            energy_sigma = scale * totals[:k].std()
         out = np.frombuffer(stats, dtype=np.float64, count=4)
-        out[:] = (scale * totals.std(), largest[0], -atom[0], self.largest_force_sigma)
+        out[:] = (energy_sigma, largest[0], -atom[0], self.largest_force_sigma)
 
     def _local_graph(self, nlocal: int, positions: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor):
         """The edges of the neighbour pairs within the cutoff (receiver i, sender j). Returns the

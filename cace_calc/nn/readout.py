@@ -2,7 +2,8 @@
 linear term) and, for models that carry an uncertainty, K deviation heads: small MLPs whose
 outputs, centred over the heads, are added to it. Member k predicts base + (d_k - mean_j d_j),
 so the members' mean is the base readout exactly: adding heads to a trained model leaves its
-predictions as they were, and the heads' spread is the uncertainty."""
+predictions as they were, and the heads' spread is the uncertainty of the forces. The readout's
+last-layer rows (what its energy is linear in) give the prediction rigidity of the energy."""
 
 import torch
 
@@ -19,16 +20,20 @@ def _stacked_mlp(module: torch.nn.Module, prefix: str, widths: list[int], n_head
             torch.empty(n_heads, widths[k + 1], dtype=torch.float64).uniform_(-bound, bound)))
 
 
-def _run_stacked_mlp(module: torch.nn.Module, prefix: str, n_layers: int, x: torch.Tensor) -> torch.Tensor:
-    """[n, F] -> [n, K]: every head of a stacked MLP, the first layer of all in one product."""
+def _run_stacked_mlp(module: torch.nn.Module, prefix: str, n_layers: int, x: torch.Tensor,
+                     with_hidden: bool = False):
+    """[n, F] -> [n, K]: every head of a stacked MLP, the first layer of all in one product.
+    ``with_hidden``: also the input of the last (linear) layer [n, K, width] (x itself [n, 1, F]
+    for an MLP without hidden layers)."""
     w0 = getattr(module, f"{prefix}weight_0")
     n, k = x.shape[0], w0.shape[0]
+    last_in = x.unsqueeze(1)
     h = (x @ w0.permute(1, 0, 2).reshape(w0.shape[1], -1)).view(n, k, w0.shape[2]) + getattr(module, f"{prefix}bias_0")
     for layer in range(1, n_layers):
-        h = torch.nn.functional.silu(h)
-        h = torch.einsum("nki,kio->nko", h, getattr(module, f"{prefix}weight_{layer}")) + getattr(
+        last_in = torch.nn.functional.silu(h)
+        h = torch.einsum("nki,kio->nko", last_in, getattr(module, f"{prefix}weight_{layer}")) + getattr(
             module, f"{prefix}bias_{layer}")
-    return h.squeeze(-1)
+    return (h.squeeze(-1), last_in) if with_hidden else h.squeeze(-1)
 
 
 class Readout(torch.nn.Module):
@@ -55,15 +60,26 @@ class Readout(torch.nn.Module):
                 torch.empty(n_features, 1, dtype=torch.float64).uniform_(-bound, bound))
             self.linear_bias = torch.nn.Parameter(torch.empty(1, dtype=torch.float64).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor, heads: bool = True) -> torch.Tensor:
+    @property
+    def n_rows(self) -> int:
+        """Width of the last-layer rows (:meth:`forward` with ``rows=True``)."""
+        return (self.widths[-2] if len(self.widths) > 2 else self.widths[0]) + (
+            self.widths[0] if self.add_linear else 0) + 1
+
+    def forward(self, x: torch.Tensor, heads: bool = True, rows: bool = False) -> torch.Tensor:
         """Every member's per-atom energy [n, K]; ``heads=False``: their mean, the readout alone
-        [n, 1] (the deviation heads are not evaluated)."""
-        out = _run_stacked_mlp(self, "", len(self.widths) - 1, x)  # [n, 1]
+        [n, 1] (the deviation heads are not evaluated). ``rows=True`` appends each atom's
+        last-layer row [n, n_rows]: what the readout's energy is linear in (the base MLP's last
+        hidden layer, the linear term's input and 1 for the biases), for the prediction rigidity."""
+        out, hidden = _run_stacked_mlp(self, "", len(self.widths) - 1, x, with_hidden=True)  # [n, 1]
         if self.add_linear:
             out = out + x @ self.linear_weight + self.linear_bias
         if heads and self.n_heads > 1:
             dev = _run_stacked_mlp(self, "dev_", len(self.dev_widths) - 1, x)  # [n, K]
             out = out + (dev - dev.mean(dim=-1, keepdim=True))
+        if rows:
+            parts = [hidden[:, 0], *([x] if self.add_linear else []), x.new_ones(x.shape[0], 1)]
+            out = torch.cat([out, *parts], dim=1)
         return out
 
     def deviation_parameters(self) -> list[torch.nn.Parameter]:

@@ -11,7 +11,8 @@ import torch
 from ..model import CACE
 from .data import Frame, batches
 
-CHILD_OWN = ("uncertainty_scale", "estimate_element_scale", "estimate_force_fraction", "head_offsets")  # set by the child's calibration
+CHILD_OWN = ("uncertainty_scale", "estimate_element_scale", "estimate_force_fraction", "head_offsets",
+             "energy_rigidity")  # set by the child's calibration
 # a model started from a parent may change these config keys; the rest is the parent's architecture
 PARENT_MAY_CHANGE = ("n_heads", "zbl_radii")
 

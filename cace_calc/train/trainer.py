@@ -365,8 +365,9 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = Fals
                "valid": evaluate(best_model, valid_frames, device, t.valid_batch_size),
                "test": evaluate(best_model, test_frames, device, t.valid_batch_size)}
     if best_model.n_heads > 1:
-        from ..uncertainty import calibrate, calibration_report
+        from ..uncertainty import calibrate, calibration_report, fit_rigidity
 
+        metrics["energy_rigidity"] = fit_rigidity(best_model, train_frames, device)
         metrics["uncertainty_scale"] = calibrate(best_model, valid_frames, device)
         metrics["calibration"] = {name: calibration_report(best_model, frames, device)
                                   for name, frames in (("valid", valid_frames), ("test", test_frames)) if frames}

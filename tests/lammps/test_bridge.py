@@ -172,12 +172,19 @@ def test_ranks_match_ase(tmp_path, n_layers):
         np.testing.assert_allclose(stress[[0, 1, 2, 5, 4, 3]], atoms.get_stress(), rtol=0, atol=1e-9)
 
 
-def test_uncertainty_and_zbl_core_on_ranks_match_ase(tmp_path):
+@pytest.mark.parametrize("rigidity", [True, False], ids=["rigidity", "heads-energy-spread"])
+def test_uncertainty_and_zbl_core_on_ranks_match_ase(tmp_path, rigidity):
     """A model with 3 heads and a ZBL core, on 1, 2 and 4 pretend ranks (one without atoms): the
     uncertainties of CACECalculator(uncertainty=True), also for atoms whose neighbours are
-    ghosts of other ranks, and for the force term, which needs each atom's force from every rank."""
+    ghosts of other ranks, and for the force term, which needs each atom's force from every rank;
+    the energy sigma from a fitted rigidity (the rows summed over ranks) and, for files from
+    before it, from the heads' spread."""
     model = make_model(("bchi", "ar"), n_layers=1, elements=(41, 42, 73, 74), cutoff=3.0, n_heads=3,
                        zbl_radii=[[2.6] * 4] * 4)
+    if rigidity:
+        width = model.readout.n_rows
+        g = torch.Generator().manual_seed(2)
+        model.energy_rigidity = 0.1 * torch.randn(width, width, generator=g, dtype=torch.float64)
     model.uncertainty_scale.copy_(torch.tensor([1.5, 0.8, 1.0], dtype=torch.float64))
     model.estimate_element_scale.copy_(torch.tensor([1.0, 0.6, 1.7, 1.2], dtype=torch.float64))  # per element
     model.estimate_force_fraction.copy_(torch.tensor([0.05, 0.0, 0.1, 0.02], dtype=torch.float64))  # needs whole forces
