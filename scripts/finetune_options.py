@@ -6,7 +6,7 @@ of the parent's own data.
            DFT set-up); errors on the last 5 frames. Replay does not apply: the parent's data is
            another set-up (another functional and energy reference), which the user wants to leave.
   nbmotaw: a model trained without them (--parent, e.g. `git show 9c95f02:pretrained/nbmotaw/model.pt`,
-           the one before stage 1b) fine-tuned on SNAP-labelled point-defect cells of the pure
+           a release trained without the defect cells) fine-tuned on SNAP-labelled point-defect cells of the pure
            elements (python scripts/snap_defect_data.py --set train/test);
            errors on the defect test set (128-atom cells, unseen) and, for what it forgets, on
            its own DFT test split; replay: 600 structures of its DFT training split beside them.
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--parent", default=None, help="the parent model (default: the pretrained one of that name); "
-                   "for nbmotaw, a model trained without the defect cells, e.g. the one before stage 1b")
+                   "for nbmotaw, a model trained without the defect cells, e.g. `git show 9c95f02:pretrained/nbmotaw/model.pt`")
     args = p.parse_args(argv)
     import torch
 
