@@ -229,8 +229,8 @@ class CACE(torch.nn.Module):
         """Per-atom energies without E0 [n_receivers] (eV) from element indices [N] and edge
         vectors r_e = x_receiver - x_sender + shift [E, 3] (Angstrom): the mean over readout
         heads, or with ``heads=True`` every head's [n_receivers, K]. The ZBL core, when the
-        model has one, is in every head. ``rows=True`` (with ``heads``) returns a pair: those and
-        the readout's last-layer rows [n_receivers, R] (for the energy's prediction rigidity).
+        model has one, is in every head. ``rows=True`` returns a pair: those and the readout's
+        last-layer rows [n_receivers, R] (for the energy's prediction rigidity).
 
         By default every atom is a receiver (n_receivers = N). With ``n_receivers`` < N the atoms
         from n_receivers on are ghosts: copies of atoms held elsewhere (another MPI rank, a
@@ -402,8 +402,8 @@ class CACE(torch.nn.Module):
         Models with several readout heads carry an uncertainty (calibrated one sigma).
         ``uncertainty=True`` adds ``energy_uncertainty`` [G] and ``energies_uncertainty`` [N]
         (eV: the prediction rigidity of the readout's last layer, :meth:`energy_sigma_rigidity`;
-        the heads' spread for files without it), ``energy_members`` [G, K] and, with forces, ``forces_uncertainty`` [N] (eV/A, per
-        Cartesian component), estimated at no extra cost from the spread of the per-atom energies
+        the heads' spread for files without it), ``energy_members`` [G, K] and, with forces,
+        ``forces_uncertainty`` [N] (eV/A, per Cartesian component), estimated at no extra cost from the spread of the per-atom energies
         in each atom's neighbourhood and a part in proportion to the atom's predicted force:
         sqrt((s_z * spread)^2 + (b_z * |F|)^2), s_z and b_z per element from the calibration. ``members=True`` runs one backward pass per head
         instead of one in all: ``energy_members`` [G, K], ``forces_members`` [K, N, 3],
