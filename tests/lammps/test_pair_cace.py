@@ -217,14 +217,18 @@ ZBL_RADII = [[0.8, 1.1], [1.1, 1.3]]  # H-H, H-O, O-O (A): the core is full belo
 
 @pytest.fixture(scope="module")
 def heads_zbl_model(tmp_path_factory):
-    """A model with 4 readout heads, calibration factors and a ZBL core, saved with a force
-    sigma threshold of half the largest sigma of close_pair_cell (so that LAMMPS warns)."""
+    """A model with 4 readout heads, a fitted energy rigidity, calibration factors and a ZBL
+    core, saved with a force sigma threshold of half the largest sigma of close_pair_cell (so
+    that LAMMPS warns)."""
     import torch
     from conftest import make_model
 
     from cace_calc.checkpoint import save_model
 
     model = make_model(("bchi",), n_heads=4, zbl_radii=ZBL_RADII, elements=(1, 8), cutoff=3.0, seed=3)
+    width = model.readout.n_rows
+    model.energy_rigidity = 0.1 * torch.randn(width, width, generator=torch.Generator().manual_seed(4),
+                                              dtype=torch.float64)
     model.uncertainty_scale.copy_(torch.tensor([1.3, 0.7, 1.1], dtype=torch.float64))
     model.estimate_element_scale.copy_(torch.tensor([0.6, 1.4], dtype=torch.float64))  # per element
     model.estimate_force_fraction.copy_(torch.tensor([0.03, 0.08], dtype=torch.float64))  # needs whole forces
