@@ -232,6 +232,11 @@ def test_heads_from_a_parent_keep_its_predictions_and_get_calibrated(data_file, 
                                                  "forces_fraction_per_element", "forces_threshold_ev_per_a"}
     assert child.metadata["uncertainty"]["forces_threshold_ev_per_a"] > 0
     assert 0.85 <= metrics["calibration"]["valid"]["forces_members"]["coverage_2sigma"] <= 0.99
+    # the energy's rigidity is fitted on the training split when training ends, and kept in the file
+    from cace_calc import load_model
+
+    assert child.has_rigidity and metrics["energy_rigidity"]["structures"] == len(child.metadata["split"]["train"])
+    assert load_model(tmp_path / "child" / "model.pt").has_rigidity
 
 
 def test_a_child_must_keep_its_parents_architecture(data_file, tmp_path):
