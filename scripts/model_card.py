@@ -217,9 +217,10 @@ FINDINGS = (
     "error against DFT. Fitted with the DFT data's strained cells weighted like the rest, Ta's C44 came out 16 % "
     "low (56 against 67 GPa) and Nb's C12 10 % low; the model's own stresses on those very cells gave the same "
     "C44, so their shear stresses were off, not the method. This model counts every element's strained cells "
-    "five times (section Physical sanity for what that gives). The previous release (`nbmotaw 2026-12-06` "
-    "below: the same data, but trained in two stages, the point-defect cells added in a second one, and only "
-    "Ta's and Nb's strained cells weighted up) is kept in the tables for comparison.")
+    "five times (section Physical sanity for what that gives). The release it replaced (`nbmotaw (previous "
+    "release)` below; before 2026-12-07 that was the same data trained in two stages, the point-defect cells "
+    "added in a second one, and only Ta's and Nb's strained cells weighted up) is kept in the tables for "
+    "comparison.")
 
 
 def extra_data_text(meta: dict) -> str:
