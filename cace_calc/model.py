@@ -421,13 +421,10 @@ class CACE(torch.nn.Module):
         need_grad = forces or stress
         if need_grad and not vectors.requires_grad:
             vectors.requires_grad_(True)
-        last_rows = None
-        if (uncertainty or members) and self.has_rigidity:
-            eps_heads, last_rows = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
-                                                        heads=True, rows=True)
-        else:
-            eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
-                                             heads=uncertainty or members)
+        rows = (uncertainty or members) and self.has_rigidity
+        eps_heads = self.atomic_energies(graph.species, vectors, graph.receivers, graph.senders,
+                                         heads=uncertainty or members, rows=rows)
+        eps_heads, last_rows = eps_heads if rows else (eps_heads, None)
         eps = eps_heads.mean(dim=-1) if eps_heads.dim() == 2 else eps_heads
         # E0 is large (~100 eV per atom): energies are accumulated in float64 whatever the dtype
         e0 = self.e0[graph.species]

@@ -98,6 +98,13 @@ def spread_and_force_scales(error: np.ndarray, spread: np.ndarray, force: np.nda
     return float(a), float(b)
 
 
+def _atomic_energies(model: CACE, graph, **kwargs):
+    """:meth:`CACE.atomic_energies` of a graph's atoms (no forces), with ``kwargs`` (heads, rows)."""
+    vectors = (graph.positions[graph.receivers] - graph.positions[graph.senders] + graph.shifts).to(
+        model.embed_sender.dtype)
+    return model.atomic_energies(graph.species, vectors, graph.receivers, graph.senders, **kwargs)
+
+
 @torch.no_grad()
 def center_heads(model: CACE, frames: list[Frame], device: torch.device | str = "cpu", batch_size: int = 8) -> None:
     """Set the heads' per-element offsets: the mean, over the atoms of each element in
@@ -109,8 +116,7 @@ def center_heads(model: CACE, frames: list[Frame], device: torch.device | str = 
     counts = torch.zeros(nz, dtype=torch.float64)
     for batch in batches(frames, batch_size, shuffle=False):
         g = batch.graph.to(device)
-        vectors = (g.positions[g.receivers] - g.positions[g.senders] + g.shifts).to(model.embed_sender.dtype)
-        heads = model.atomic_energies(g.species, vectors, g.receivers, g.senders, heads=True).to(torch.float64).cpu()
+        heads = _atomic_energies(model, g, heads=True).to(torch.float64).cpu()
         sums.index_add_(0, g.species.cpu(), heads - heads.mean(dim=-1, keepdim=True))
         counts.index_add_(0, g.species.cpu(), torch.ones(len(heads), dtype=torch.float64))
     offsets = sums / counts.clamp_min(1.0)[:, None]
@@ -131,8 +137,7 @@ def fit_rigidity(model: CACE, frames: list[Frame], device: torch.device | str = 
     gram = torch.zeros(width, width, dtype=torch.float64)
     for batch in batches(chosen, batch_size, shuffle=False):
         g = batch.graph.to(device)
-        vectors = (g.positions[g.receivers] - g.positions[g.senders] + g.shifts).to(model.embed_sender.dtype)
-        _, rows = model.atomic_energies(g.species, vectors, g.receivers, g.senders, rows=True)
+        _, rows = _atomic_energies(model, g, rows=True)
         sums = rows.new_zeros(int(g.n_graphs), width, dtype=torch.float64).index_add_(0, g.batch, rows.to(torch.float64))
         mean = (sums / batch.n_atoms.to(device, torch.float64)[:, None]).cpu()
         gram += mean.T @ mean

@@ -193,12 +193,10 @@ class PairCACE:
 
         vectors = vectors.to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
+            rows = self.uncertainty and self.model.has_rigidity
             heads = self.model.atomic_energies(species, vectors, receivers, senders, n_receivers=nlocal,
-                                               exchange=exchange, heads=self.uncertainty,
-                                               rows=self.uncertainty and self.model.has_rigidity)
-            last_rows = None
-            if isinstance(heads, tuple):
-                heads, last_rows = heads[0], heads[1].detach()
+                                               exchange=exchange, heads=self.uncertainty, rows=rows)
+            heads, last_rows = (heads[0], heads[1].detach()) if rows else (heads, None)
             local = heads.mean(dim=-1) if self.uncertainty else heads  # the members' mean: the readout
             # the ghosts' rows enter the objective with weight zero, so that every exchange's
             # backward (a reverse communication) runs on every rank, whatever its graph; the
