@@ -319,10 +319,12 @@ class CACE(torch.nn.Module):
             eps, last_rows = eps[:, :-self.readout.n_rows], eps[:, -self.readout.n_rows:]
         if heads and self.n_heads > 1:
             eps = eps - self.head_offsets.to(eps.dtype)[species[:n_recv]]
-        if self.zbl is not None:
-            d = (vectors * vectors).sum(dim=-1).sqrt()
-            core = self.zbl(species[receivers], species[senders], d)
-            eps = eps + eps.new_zeros(n_recv).index_add_(0, receivers, core.to(eps.dtype)).unsqueeze(-1)
+        if self.zbl is not None:  # only edges shorter than the largest switch-off radius have a core
+            d2 = (vectors * vectors).sum(dim=-1)
+            near = torch.nonzero(d2 < (self.zbl.max_radius + 1e-3) ** 2).squeeze(1)
+            r_near = receivers[near]
+            core = self.zbl(species[r_near], species[senders[near]], d2[near].sqrt())
+            eps = eps + eps.new_zeros(n_recv).index_add_(0, r_near, core.to(eps.dtype)).unsqueeze(-1)
         eps = eps if heads else eps[:, 0]
         return (eps, last_rows) if rows else eps
 

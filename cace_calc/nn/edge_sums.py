@@ -29,10 +29,14 @@ class ReceiverSlots:
         counts = torch.bincount(receivers, minlength=n_atoms)
         self.k = max(int(counts.max()), 1) if n_edges else 1
         self.n_atoms = n_atoms
-        order = torch.argsort(receivers, stable=True)
         start = torch.cumsum(counts, 0) - counts
-        rank = torch.empty_like(receivers)
-        rank[order] = torch.arange(n_edges, device=receivers.device) - start[receivers[order]]
+        position = torch.arange(n_edges, device=receivers.device)
+        if n_edges < 2 or bool((receivers[1:] >= receivers[:-1]).all()):  # neighbour lists come sorted
+            rank = position - start[receivers]
+        else:
+            order = torch.argsort(receivers, stable=True)
+            rank = torch.empty_like(receivers)
+            rank[order] = position - start[receivers[order]]
         self.index = receivers * self.k + rank
 
     def __call__(self, rows: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
