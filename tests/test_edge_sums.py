@@ -77,6 +77,14 @@ def test_receiver_slots_place_every_edge_once():
     assert len(set(slots.index.tolist())) == 7
 
 
+def test_receiver_slots_of_sorted_receivers_keep_the_edge_order():
+    # sorted receivers (as neighbour lists give them) take the path without a sort: the same slots
+    sorted_receivers = torch.tensor([0, 0, 2, 2, 2, 2, 4])
+    assert ReceiverSlots(sorted_receivers, 5).index.tolist() == [0, 1, 8, 9, 10, 11, 16]
+    shuffled = torch.tensor([2, 0, 4, 2, 0, 2, 2])  # the same receivers in another order
+    assert ReceiverSlots(shuffled, 5).index.tolist() == [8, 0, 16, 9, 1, 10, 11]
+
+
 @pytest.mark.parametrize("tile", [1, 50, 300])
 def test_tiles_give_the_same_numbers_as_one_pass(tile_model, graph, monkeypatch, tile):
     ref = tile_model(graph, stress=True)
