@@ -64,7 +64,7 @@ PROSE = {
             "strain of up to 1.5 %; SNAP energies put on the DFT scale by its per-element offsets. They are "
             "made by `python scripts/snap_multinary_data.py --set train --out runs/snap/multinary_train.xyz` "
             "(deterministic) and weighted 0.3 in every loss term, below the DFT data. They are never used "
-            "for validation or test. The training set also holds 972 SNAP-labelled point-defect cells (energies and "
+            "for validation or test. The training set also holds 1,512 SNAP-labelled point-defect cells (energies and "
             "forces; section Point defects) and every element's strained (elastic) cells of the training split a "
             "second time, at loss weight 4, so that their stresses count five times "
             "(`python scripts/nbmotaw_elastic_extra.py --groups Nb_Elastic Mo_Elastic Ta_Elastic W_Elastic`)."),
@@ -79,7 +79,7 @@ PROSE = {
             "structures). Check quantities that hinge on a few meV/atom (ordering, short-range order) "
             "against DFT."),
             ("No liquid and no grain boundaries in the data; no magnetism. Point defects (vacancies, "
-            "divacancies, self-interstitial dumbbells) are taught by SNAP-labelled cells, with vacancy "
+            "divacancies, self-interstitials) are taught by SNAP-labelled cells, with vacancy "
             "energies fitted to published PBE values (section Point defects), not by DFT."),
             "PBE: lattice constants and elastic constants inherit PBE's biases.",
             ("Strictly local (one 5 A layer, no message passing): nothing beyond 5 A of an atom affects its "
@@ -217,10 +217,24 @@ FINDINGS = (
     "error against DFT. Fitted with the DFT data's strained cells weighted like the rest, Ta's C44 came out 16 % "
     "low (56 against 67 GPa) and Nb's C12 10 % low; the model's own stresses on those very cells gave the same "
     "C44, so their shear stresses were off, not the method. This model counts every element's strained cells "
-    "five times (section Physical sanity for what that gives). The release it replaced (`nbmotaw (previous "
-    "release)` below; before 2026-12-07 that was the same data trained in two stages, the point-defect cells "
-    "added in a second one, and only Ta's and Nb's strained cells weighted up) is kept in the tables for "
+    "five times (section Physical sanity for what that gives). This release trains twice as long (120 epochs) as the one it replaced "
+    "(`nbmotaw (previous release)` below, 2026-12-07: the same data without the metastable interstitials, 60 "
+    "epochs). Trained that long without those cells, a model put the <100> dumbbell below <111> in Mo and W; "
+    "with them <111> stays the ground state (section Point defects). The previous release is kept in the tables for "
     "comparison.")
+
+
+def data_section(name: str, meta: dict) -> str:
+    """The card's data section: the prose, the split and the extra training files."""
+    return (f"{PROSE[name]['data']}\n\nSplit (seeded, recorded in the model file's metadata): "
+            f"{len(meta['split']['train'])} structures for\ntraining, {len(meta['split']['valid'])} for validation "
+            f"(choosing the best epoch) and\n{len(meta['split']['test'])} for test (never trained on and never used "
+            f"for any choice).{extra_data_text(meta)}")
+
+
+def limits_section(name: str) -> str:
+    """The card's known limits, one bullet each."""
+    return "\n".join(f"- {x}" for x in PROSE[name]["limits"])
 
 
 def extra_data_text(meta: dict) -> str:
@@ -442,11 +456,12 @@ def defects_section(report: dict) -> str:
               for el in ("Nb", "Mo", "Ta", "W")}
     lowest = ", ".join(f"{el} <{k}>" if k.isdigit() else f"{el} {k}" for el, k in ground.items())
     return "\n".join([
-        "The DFT data holds no point defects. The model trains on 972 SNAP-labelled defect cells with the rest "
-        "(`python scripts/snap_defect_data.py --set train`; loss weight 0.15 on their forces, 2.0 on their "
+        "The DFT data holds no point defects. The model trains on 1,512 SNAP-labelled defect cells with the rest "
+        "(`python scripts/snap_defect_data.py --set train`, 972 cells, and `... --set train --kinds sia100 octahedral "
+        "tetrahedral --seed 4`, 540 cells; loss weight 0.15 on their forces, 2.0 on their "
         "energies; no stress labels, SNAP's being 0.3-1 GPa off DFT's; all labels put on the DFT data's bulk "
-        "energy reference, SNAP's crystals sitting 0.5-5.5 meV/atom below it): vacancies, divacancies (first and second neighbours), <111> and <110> self-interstitial "
-        "dumbbells and perfect cells of the four elements and 16 random alloys (54-atom cells), relaxed and as "
+        "energy reference, SNAP's crystals sitting 0.5-5.5 meV/atom below it): vacancies, divacancies (first and second neighbours), <111>, <110> and <100> self-interstitial "
+        "dumbbells, interstitials started on octahedral and tetrahedral sites, and perfect cells of the four elements and 16 random alloys (54-atom cells), relaxed and as "
         "snapshots of SNAP NVT MD at 300-2100 K, half under a random strain. SNAP puts vacancies 0.07-0.74 eV "
         "below published PBE values (Ta most), so each vacancy's label was shifted by the PBE - SNAP difference of "
         "its neighbours' elements (Nb +0.28, Mo +0.07, Ta +0.74, W +0.25 eV; forces stay SNAP's): "
@@ -526,6 +541,8 @@ def update_card(args) -> int:
               "`tests/test_pretrained.py` re-evaluates a fixed subset of the test split.")
     card = replace_section(card, "Errors", errors, "Hyperparameters and training")
     card = replace_section(card, "Isolated atoms and E0", isolated_atoms_section(args.name, model), "Physical sanity")
+    card = replace_section(card, "Known limits", limits_section(args.name), "Data")
+    card = replace_section(card, "Data", data_section(args.name, meta), "Errors")
     if args.calibration:
         cal = json.loads(Path(args.calibration).read_text())
         threshold = (meta.get("uncertainty") or {}).get("forces_threshold_ev_per_a")
@@ -628,14 +645,10 @@ Trained with cace_calc from the recipe `train.yaml` in this folder ({meta['train
 {text['use']}
 
 ## Known limits
-""" + "\n".join(f"- {x}" for x in text["limits"]) + f"""
+{limits_section(args.name)}
 
 ## Data
-{text['data']}
-
-Split (seeded, recorded in the model file's metadata): {len(meta['split']['train'])} structures for
-training, {len(meta['split']['valid'])} for validation (choosing the best epoch) and
-{len(meta['split']['test'])} for test (never trained on and never used for any choice).{extra_data_text(meta)}
+{data_section(args.name, meta)}
 
 ## Errors
 Measured on the test split by the training run (EMA weights of the best epoch, float64):
