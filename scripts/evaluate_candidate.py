@@ -6,12 +6,11 @@ command that ships the candidate with them.
     python scripts/evaluate_candidate.py nbmotaw --run runs/nbmotaw-heads --out runs/candidate \
         [--previous pretrained/nbmotaw/model.pt] [--dry-run]
 
-nbmotaw (about 15 min on 2 cores): the errors re-measured with stress (scripts/recalibrate.py, in
-the candidate's file), uncertainty report, dimer curves, point defects (with SNAP and
+nbmotaw (about 15 min on 2 cores): uncertainty report, dimer curves, point defects (with SNAP and
 the previous model), SNAP comparison (DFT test split by group, SNAP-labelled multinaries, the
 alloy's elastic constants; the previous model and the first one beside it), lattice constants and
-MD at 1500 K, elastic constants and phonons, the 1 keV W cascade. water (about 10 min): the
-errors re-measured, uncertainty report, dimer curves, MD at 300 K. Reads the model file of ``--run`` (a training run
+MD at 1500 K, elastic constants and phonons, the 1 keV W cascade. water (about 10 min):
+uncertainty report, dimer curves, MD at 300 K. Reads the model file of ``--run`` (a training run
 of the heads recipe) and writes nothing into pretrained/: shipping is the printed command.
 A step that fails stops the run with its log's last lines.
 """
@@ -31,10 +30,7 @@ FIRST_NBMOTAW = "e1fabd8"  # the first nbmotaw model, kept beside later ones in 
 def steps(name: str, model: str, out: Path, previous: str | None) -> list[tuple[str, list[str]]]:
     """(folder, command) of every check of ``name``'s candidate ``model``, in the order they run."""
     py = sys.executable
-    # the heads stage measures no stress errors (its loss has no stress weight): re-measure the
-    # errors on the splits (and refit the same calibration) so that the card's table is whole
-    common = [("recalibrate", [py, "scripts/recalibrate.py", model]),
-              ("report", [py, "scripts/uncertainty_report.py", name, "--model", model, "--out", str(out / "report")]),
+    common = [("report", [py, "scripts/uncertainty_report.py", name, "--model", model, "--out", str(out / "report")]),
               ("dimers", [py, "scripts/dimer_curves.py", model, "--out", str(out / "dimers")])]
     if name == "water":
         return common + [("sanity", [py, "scripts/sanity_water.py", "--model", model, "--out", str(out / "sanity")])]

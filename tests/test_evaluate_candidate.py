@@ -17,8 +17,8 @@ def load():
 
 
 @pytest.mark.parametrize("name, folders", [
-    ("nbmotaw", ["recalibrate", "report", "dimers", "defects", "snap", "sanity", "elastic", "cascade"]),
-    ("water", ["recalibrate", "report", "dimers", "sanity"]),
+    ("nbmotaw", ["report", "dimers", "defects", "snap", "sanity", "elastic", "cascade"]),
+    ("water", ["report", "dimers", "sanity"]),
 ])
 def test_dry_run_lists_every_check_and_the_ship_command(name, folders, tmp_path, capsys):
     assert load().main([name, "--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--dry-run"]) == 0

@@ -71,14 +71,14 @@ def labels_of(atoms: Atoms, where: str, *, stress: bool,
     """Energy (eV), forces (eV/A) and, if asked, the 3x3 stress (eV/A^3) stored with ``atoms``
     (found as :func:`cace_calc.evaluate.reference_labels` finds them); DataError if one is
     missing, misshapen or not finite. ``stress_optional``: a structure without a stress label
-    gives None (it enters no stress term)."""
+    gives None (it enters no stress term), and so does one not periodic in all directions."""
     from ..evaluate import reference_labels
 
     try:
         labels = reference_labels(atoms)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
-    if stress and stress_optional and "stress" not in labels:
+    if stress and stress_optional and ("stress" not in labels or not atoms.pbc.all()):
         stress = False
     for key in ("energy", "forces") + (("stress",) if stress else ()):
         if key not in labels:

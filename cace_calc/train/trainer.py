@@ -125,8 +125,10 @@ def _load_split(cfg: TrainConfig, elements: list[int] | None, cutoff: float, str
     else:
         train_idx, valid_idx = idx, np.array([], dtype=int)
     source = d.train if isinstance(d.train, str) else ", ".join(d.train)
-    mk = lambda ims, src: make_frames(ims, elements, cutoff, stress=stress, source=src)
-    train = mk([images[i] for i in train_idx], source)
+    train = make_frames([images[i] for i in train_idx], elements, cutoff, stress=stress, source=source)
+    # validation and test frames keep their stress labels even when no loss stage weights stress,
+    # so that every run reports its stress errors (a zero weight leaves epoch selection unchanged)
+    mk = lambda ims, src: make_frames(ims, elements, cutoff, stress=True, stress_optional=not stress, source=src)
     valid = mk([images[i] for i in valid_idx], source) if d.valid is None else mk(read_structures(d.valid), d.valid)
     test = mk([images[i] for i in test_idx], source) if d.test is None else mk(read_structures(d.test), d.test)
     split = {"train": train_idx.tolist(), "valid": valid_idx.tolist(), "test": test_idx.tolist()}

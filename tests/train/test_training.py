@@ -228,6 +228,9 @@ def test_heads_from_a_parent_keep_its_predictions_and_get_calibrated(data_file, 
     assert "train_energy_nll" in log[0] and log[-1]["train_energy_nll"] < log[0]["train_energy_nll"]
     assert "valid_energy_nll" in log[0]
     metrics = result.metrics
+    # no loss stage weights stress, yet the validation and test errors include it (the data has it)
+    assert "stress_rmse_gpa" in metrics["valid"] and "stress_rmse_gpa" in metrics["test"]
+    assert "valid_stress_rmse_gpa" in log[-1]
     assert set(metrics["uncertainty_scale"]) == {"energy", "forces", "forces_members", "forces_per_element",
                                                  "forces_fraction_per_element", "forces_threshold_ev_per_a"}
     assert child.metadata["uncertainty"]["forces_threshold_ev_per_a"] > 0
@@ -289,3 +292,10 @@ def test_extra_structures_may_lack_stress():
     assert collate(frames).has_stress.tolist() == [False, True]
     with pytest.raises(DataError, match="has no stress label"):
         make_frames([plain], [29, 79], 4.0, stress=True)
+    # an optional stress on a cell that is not periodic in all directions is dropped, a required one refused
+    slab = images[1].copy()
+    slab.pbc = [True, True, False]
+    slab.calc = SinglePointCalculator(slab, **images[1].calc.results)
+    assert make_frames([slab], [29, 79], 4.0, stress=True, stress_optional=True)[0].stress is None
+    with pytest.raises(DataError, match="not periodic"):
+        make_frames([slab], [29, 79], 4.0, stress=True)
